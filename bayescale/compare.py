@@ -153,6 +153,21 @@ def parse_target(at: float | str | Mapping | None, axis: Axis) -> float | None:
     return value
 
 
+def probability_text(p: float, draws: int) -> str:
+    """A probability estimated from ``draws`` posterior draws, as printed in sentences.
+
+    Examples
+    --------
+    >>> probability_text(0.934, 4000), probability_text(1.0, 4000), probability_text(0.0, 4000)
+    ('0.93', '1.00 (all 4000 draws)', '0.00 (none of 4000 draws)')
+    """
+    if p >= 1.0:
+        return f"1.00 (all {draws} draws)"
+    if p <= 0.0:
+        return f"0.00 (none of {draws} draws)"
+    return f"{p:.2f}"
+
+
 # ---------------------------------------------------------------------------- crossovers
 @dataclass(frozen=True, eq=False)
 class Crossover:
@@ -229,14 +244,15 @@ class Crossover:
     def summary(self) -> str:
         """The crossover in one or two sentences."""
         a, b = self.labels
-        span = f"{self.axis} = {self.low:.3g} to {self.high:.3g}"
+        span = f"{self.axis} = {self.low:.3g} and {self.high:.3g}"
         if not self.crosses.any():
             return f"The curves of {a} and {b} do not cross between {span} in any posterior draw."
         interval = self.interval()
         low_name, high_name = interval_names(self.prob)
         text = (
             f"The curves of {a} and {b} cross between {span} with probability "
-            f"{self.probability:.2f}; given a crossing, the first one lies at {self.axis} = "
+            f"{probability_text(self.probability, self.counts.size)}; given a crossing, the "
+            f"first one lies at {self.axis} = "
             f"{interval['median']:.3g} ({self.prob:.0%} interval {interval[low_name]:.3g} to "
             f"{interval[high_name]:.3g})."
         )
@@ -426,7 +442,8 @@ class Comparison:
         winner, loser, p_win = (a, b, p) if p >= 0.5 else (b, a, 1.0 - p)
         return (
             f"At {self.axis.name} = {self.target:.3g}, {winner} has {comparative} "
-            f"{self.outcome} than {loser} with probability {p_win:.2f} ({self.outcome} "
+            f"{self.outcome} than {loser} with probability "
+            f"{probability_text(p_win, self.n_samples)} ({self.outcome} "
             f"{a} {result['a_median']:.4g} vs {b} {result['b_median']:.4g}; difference "
             f"{a} - {b} {result['difference_median']:+.3g}, {self.prob:.0%} interval "
             f"[{result[f'difference_{low_name}']:+.3g}, {result[f'difference_{high_name}']:+.3g}])."
@@ -548,16 +565,16 @@ def compare(
     options = {"tokens_per_parameter": tokens_per_parameter, "k": flops_per_parameter_token}
     path_a = {**dict(fixed or {}), **dict(fixed_a or {})}
     path_b = {**dict(fixed or {}), **dict(fixed_b or {})}
-    points_a = _path_points(fit_a, axis.name, values, path_a, **options)
-    points_b = _path_points(fit_b, axis.name, values, path_b, **options)
+    points_a = path_points(fit_a, axis.name, values, path_a, **options)
+    points_b = path_points(fit_b, axis.name, values, path_b, **options)
     index_a, index_b, pairing = _pair(fit_a, fit_b)
     curve_a = _curve(fit_a, points_a, prob)[index_a]
     curve_b = _curve(fit_b, points_b, prob)[index_b]
     target_a = target_b = None
     if target is not None:
         at_value = np.array([target])
-        target_a = _curve(fit_a, _path_points(fit_a, axis.name, at_value, path_a, **options), prob)
-        target_b = _curve(fit_b, _path_points(fit_b, axis.name, at_value, path_b, **options), prob)
+        target_a = _curve(fit_a, path_points(fit_a, axis.name, at_value, path_a, **options), prob)
+        target_b = _curve(fit_b, path_points(fit_b, axis.name, at_value, path_b, **options), prob)
         target_a, target_b = target_a[index_a, 0], target_b[index_b, 0]
     return Comparison(
         axis=axis,
@@ -634,15 +651,15 @@ def compare_groups(
     if column in common:
         raise SettingsError(f"{column!r} is the compared group column; do not fix it")
     path_a, path_b = {**common, column: label_a}, {**common, column: label_b}
-    points_a = _path_points(fit, axis.name, values, path_a, **options)
-    points_b = _path_points(fit, axis.name, values, path_b, **options)
+    points_a = path_points(fit, axis.name, values, path_a, **options)
+    points_b = path_points(fit, axis.name, values, path_b, **options)
     curve_a = _curve(fit, points_a, prob)
     curve_b = _curve(fit, points_b, prob)
     target_a = target_b = None
     if target is not None:
         at_value = np.array([target])
-        target_a = _curve(fit, _path_points(fit, axis.name, at_value, path_a, **options), prob)
-        target_b = _curve(fit, _path_points(fit, axis.name, at_value, path_b, **options), prob)
+        target_a = _curve(fit, path_points(fit, axis.name, at_value, path_a, **options), prob)
+        target_b = _curve(fit, path_points(fit, axis.name, at_value, path_b, **options), prob)
         target_a, target_b = target_a[:, 0], target_b[:, 0]
     return Comparison(
         axis=axis,
@@ -719,7 +736,7 @@ def _curve(fit: Fit, points: pd.DataFrame, prob: float) -> np.ndarray:
     return curve.reshape(-1, curve.shape[-1])
 
 
-def _path_points(
+def path_points(
     fit: Fit,
     axis: str,
     values: np.ndarray,

@@ -65,17 +65,18 @@ def true_crossing(a: dict[str, float], b: dict[str, float]) -> float | None:
 
 
 def crossing_pair(rng: np.random.Generator) -> tuple[dict, dict, float]:
-    """Two curves that cross once inside the data range."""
+    """Two curves that cross once inside the data range; both flatten inside the data, so that
+    their floors are identified."""
     while True:
         a = {
-            "L_inf": rng.uniform(1.4, 1.8),
-            "x0": 10 ** rng.uniform(4.5, 5.5),
-            "alpha": rng.uniform(0.3, 0.45),
+            "L_inf": rng.uniform(1.6, 1.9),
+            "x0": 10 ** rng.uniform(4.0, 5.0),
+            "alpha": rng.uniform(0.35, 0.5),
         }
         b = {
-            "L_inf": a["L_inf"] - rng.uniform(0.15, 0.35),
-            "x0": 10 ** rng.uniform(5.5, 6.5),
-            "alpha": rng.uniform(0.2, 0.28),
+            "L_inf": a["L_inf"] - rng.uniform(0.2, 0.4),
+            "x0": 10 ** rng.uniform(6.0, 6.5),
+            "alpha": rng.uniform(0.35, 0.5),
         }
         where = true_crossing(a, b)
         if where is not None and 10**6.5 <= where <= 10**9.5:
@@ -87,9 +88,9 @@ def separated_pair(rng: np.random.Generator) -> tuple[dict, dict]:
     grid = np.geomspace(1e6, 1e11, 400)
     while True:
         a = {
-            "L_inf": rng.uniform(1.4, 1.8),
-            "x0": 10 ** rng.uniform(4.5, 5.5),
-            "alpha": rng.uniform(0.3, 0.45),
+            "L_inf": rng.uniform(1.6, 1.9),
+            "x0": 10 ** rng.uniform(4.0, 5.0),
+            "alpha": rng.uniform(0.35, 0.5),
         }
         b = {
             "L_inf": a["L_inf"] - rng.uniform(0.03, 0.1),
