@@ -212,27 +212,32 @@ def test_unequal_numbers_of_draws_are_thinned_evenly():
 
 
 def test_compare_groups_uses_joint_draws():
-    """Two groups of a hierarchical fit built from the A and B runs (floor, scale and exponent
-    pooled over the curve): the same crossover as comparing the separate fits, roughly."""
+    """Two groups of a hierarchical fit built from the A and B runs (floor and scale pooled over
+    the curve, the exponent shared, as in the truth): the known crossover is found."""
     from decision_fits import runs
 
     import bayescale as bs
 
     frame = pd.concat([runs("A").assign(curve="A"), runs("B").assign(curve="B")])
+    # two groups of 15 runs each: the centred form mixes (the non-centred one diverges)
     pooled = bs.fit(
         frame,
         "power_law_floor",
         y="loss",
-        pool=["L_inf|curve", "x0|curve"],
+        pool=[
+            bs.Pooling("L_inf", "curve", centered=True),
+            bs.Pooling("x0", "curve", centered=True),
+        ],
         seed=5,
-        target_accept=0.95,
+        target_accept=0.99,
         chains=4,
         draws=500,
         warmup=500,
     )
     result = compare_groups(pooled, "curve", "A", "B", over="x=1e6:1e11", at="x=1e10")
     assert result.crossover.probability > 0.9
-    assert result.crossover.interval()["median"] == pytest.approx(CROSSING, rel=0.5)
+    interval = result.crossover.interval()
+    assert interval["q05"] <= CROSSING <= interval["q95"]
     assert result.labels == ("A", "B")
     assert result.pairing.startswith("two groups of one fit")
     with pytest.raises(DataError, match="no label 'Z'"):

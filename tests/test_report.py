@@ -16,6 +16,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import xarray as xr
 from decision_fits import fit
 
 import bayescale as bs
@@ -102,7 +103,7 @@ def test_comparison_report_renders_with_its_figures_and_answer(
     assert all(complete and width > 300 and height > 200 for complete, width, height in images)
     answer = comparison.answer()
     assert answer.startswith("At x = 1e+10, big-later has lower loss than small-first")
-    assert f'<strong>Answer.</strong> {answer}' in dom.replace("&amp;", "&")
+    assert f"<strong>Answer.</strong> {answer}" in dom.replace("&amp;", "&")
     assert "do their curves cross" in dom  # the question
     assert "All convergence gates passed" in dom
     assert 'class="warning"' not in dom
@@ -116,9 +117,10 @@ def test_comparison_report_renders_with_its_figures_and_answer(
 def test_a_failed_gate_shows_a_visible_warning(tmp_path):
     """A fit whose sampler diverged (divergences written into a copy of its sample stats)."""
     tree = fit("A").datatree.copy(deep=True)
-    diverging = tree["sample_stats"]["diverging"].values.copy()
+    stats = tree["sample_stats"].to_dataset()
+    diverging = stats["diverging"].values.copy()
     diverging[0, :7] = True
-    tree["sample_stats"]["diverging"] = (("chain", "draw"), diverging)
+    tree["sample_stats"] = xr.DataTree(stats.assign(diverging=(("chain", "draw"), diverging)))
     broken = bs.Fit(tree)
     assert not broken.converged
     report = build_report({"broken": broken}, at={"x": 1e11})

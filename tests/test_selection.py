@@ -50,8 +50,9 @@ def good_runs():
 
 @pytest.fixture(scope="module")
 def turning_runs():
-    """Falls like a power law, then rises again (over-fitting, or a bad data pool at scale)."""
-    return _runs(1.8 + (1e5 / X) ** 0.3 + 0.15 * (X / 1e10) ** 0.5, seed=22)
+    """Falls like a power law to a minimum near 1e8, then rises again by 0.5 (over-fitting, or a
+    data pool that runs out)."""
+    return _runs(1.8 + (1e5 / X) ** 0.3 + 0.3 * (X / 1e10) ** 0.5, seed=22)
 
 
 def _fit(runs, law, seed, draws=FAST["draws"]):
@@ -156,3 +157,18 @@ def test_select_rejects_bad_candidates(good_selection, turning_selection):
         select([floor, turning_selection.fits["floor"]])
     with pytest.raises(SettingsError, match="method"):
         select({"a": floor, "b": good_selection.fits["no floor"]}, method="best")
+
+
+def test_reports_of_candidate_laws_include_the_selection(good_selection, turning_selection):
+    """Several fits of the same runs: the report adds the PSIS-LOO table and, when no
+    candidate describes the data, the warning."""
+    from bayescale.report import build_report
+
+    good = build_report(good_selection.fits, at={"x": 1e11})
+    html = good.html()
+    assert "Which law? (PSIS-LOO, stacking)" in html
+    assert "Best by PSIS-LOO: floor" in html
+    assert not good.warnings
+    bad = build_report(turning_selection.fits, at={"x": 1e11})
+    assert any(w.startswith("NO CANDIDATE LAW DESCRIBES THESE DATA") for w in bad.warnings)
+    assert 'class="warning"' in bad.html()
