@@ -7,7 +7,7 @@ PYTHON ?= $(shell scripts/find-python)
 VENV   ?= .venv
 PIP    := $(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test venv
+.PHONY: demo test venv chromium
 
 venv:
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found"; exit 1; }
@@ -17,6 +17,14 @@ demo: venv
 	$(PIP) .
 	$(VENV)/bin/bayescale demo
 
-test: venv
+# The report tests render HTML in headless Chromium (Debian's chromium package); install it when
+# it is missing and apt-get can (root on Debian, as in CI). Without it those tests fail.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  >/dev/null; } || echo "warning: chromium is not installed; the report tests will fail"
+
+test: venv chromium
 	$(PIP) -e ".[test]"
 	$(VENV)/bin/python -m pytest

@@ -16,6 +16,7 @@ Examples
 from importlib import metadata
 
 from bayescale import datasets
+from bayescale.compare import Comparison, Crossover, compare, compare_groups
 from bayescale.data import Runs, load_points, load_runs
 from bayescale.errors import (
     BayescaleError,
@@ -34,7 +35,9 @@ from bayescale.laws import Law, catalog, get_law
 from bayescale.likelihoods import OBSERVATION_MODELS, get_observation_model
 from bayescale.model import ModelSpec
 from bayescale.priors import Pooling, Prior
+from bayescale.report import Report, build_report
 from bayescale.results import Diagnostics, Fit, load_fit
+from bayescale.selection import LawCheck, NoAdequateLawError, Selection, select
 
 try:
     __version__ = metadata.version("bayescale")
@@ -44,6 +47,8 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
 __all__ = [
     "OBSERVATION_MODELS",
     "BayescaleError",
+    "Comparison",
+    "Crossover",
     "ConvergenceWarning",
     "DataError",
     "Derived",
@@ -54,15 +59,22 @@ __all__ = [
     "Forecast",
     "FormulaError",
     "Law",
+    "LawCheck",
     "LawError",
     "ModelSpec",
+    "NoAdequateLawError",
     "Pooling",
     "Prior",
     "PriorError",
+    "Report",
     "Runs",
     "SamplerSettings",
+    "Selection",
     "SettingsError",
+    "build_report",
     "catalog",
+    "compare",
+    "compare_groups",
     "compute_optimal",
     "datasets",
     "derived",
@@ -73,4 +85,5 @@ __all__ = [
     "load_fit",
     "load_points",
     "load_runs",
+    "select",
 ]

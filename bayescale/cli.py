@@ -10,6 +10,8 @@ Commands
 ``bayescale summary``     show the parameters and diagnostics of a saved fit
 ``bayescale forecast``    posterior predictive of a saved fit at new inputs
 ``bayescale optimal``     compute-optimal allocation from a saved fit
+``bayescale compare``     P(A better than B) along a scale axis, and crossovers
+``bayescale report``      a self-contained HTML or Markdown decision report
 ``bayescale demo``        the main job on the embedded Chinchilla data
 """
 
@@ -373,6 +375,203 @@ def optimal_command(fit_path, budgets, prob, as_json) -> None:
         _echo_json(_clean({"compute_optimal": table.reset_index().to_dict(orient="records")}))
     else:
         click.echo(table.T.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+def _fixed(values: tuple[str, ...]) -> dict[str, float | str]:
+    """Parse repeated ``--fixed NAME=VALUE`` (numbers, or group labels)."""
+    out: dict[str, float | str] = {}
+    for name, value in _pairs(values, "--fixed", "NAME=VALUE").items():
+        try:
+            out[name] = float(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+def _comparison_options(function):
+    """Options shared by ``compare`` and ``report`` for comparing two fits."""
+    options = [
+        click.option(
+            "--fixed",
+            "fixed_pairs",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Hold another input (or a group label) fixed along the axis; repeatable.",
+        ),
+        click.option(
+            "--tokens-per-parameter",
+            type=float,
+            default=None,
+            help="For --over C=... with laws of N and D: follow D = r N on C = 6 N D.",
+        ),
+        click.option("--label-a", default=None, help="Name of the first fit in sentences."),
+        click.option("--label-b", default=None, help="Name of the second fit in sentences."),
+        click.option(
+            "--grid",
+            "grid_size",
+            type=int,
+            default=200,
+            show_default=True,
+            help="Grid points along the axis (crossing detection).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _labels(fit_a, fit_b, path_a: str, path_b: str, label_a, label_b) -> tuple[str, str]:
+    if label_a is None:
+        label_a = Path(path_a).stem
+    if label_b is None:
+        label_b = Path(path_b).stem
+    if label_a == label_b:
+        label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
+    return label_a, label_b
+
+
+@cli.command("compare")
+@click.argument("fit_a", metavar="FIT_A")
+@click.argument("fit_b", metavar="FIT_B")
+@click.option(
+    "--over",
+    required=True,
+    metavar='"C=1e20:1e26"',
+    help="The scale axis and its range (an input of both laws, or C for laws of N and D).",
+)
+@click.option("--at", "target", default=None, metavar='"C=1e24"', help="Target scale.")
+@_comparison_options
+@click.option("--prob", type=float, default=0.9, show_default=True, help="Central interval mass.")
+@click.option(
+    "--points", type=int, default=25, show_default=True, help="Grid points listed in the JSON."
+)
+@click.option("--json", "as_json", is_flag=True)
+def compare_command(
+    fit_a,
+    fit_b,
+    over,
+    target,
+    fixed_pairs,
+    tokens_per_parameter,
+    label_a,
+    label_b,
+    grid_size,
+    prob,
+    points,
+    as_json,
+) -> None:
+    """Compare two saved fits along a scale axis: P(A better than B) and crossovers."""
+    from bayescale.compare import compare
+    from bayescale.results import load_fit
+
+    if points < 2:
+        raise click.UsageError(f"--points must be at least 2, got {points}")
+    first, second = load_fit(fit_a), load_fit(fit_b)
+    result = compare(
+        first,
+        second,
+        over,
+        at=target,
+        fixed=_fixed(fixed_pairs),
+        tokens_per_parameter=tokens_per_parameter,
+        labels=_labels(first, second, fit_a, fit_b, label_a, label_b),
+        prob=prob,
+        grid=grid_size,
+    )
+    if as_json:
+        _echo_json(_clean(result.to_dict(points=points)))
+    else:
+        click.echo(result.summary())
+    for fit, path in ((first, fit_a), (second, fit_b)):
+        if not fit.converged:
+            click.echo(f"bayescale: warning: {path}: " + fit.diagnostics.message(), err=True)
+
+
+@cli.command("report")
+@click.argument("fit_paths", metavar="FIT [FIT ...]", nargs=-1, required=True)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    help="Report file: HTML, or Markdown when the name ends in .md.",
+)
+@click.option(
+    "--over",
+    default=None,
+    metavar='"C=1e20:1e26"',
+    help="With two fits: compare them along this axis.",
+)
+@click.option(
+    "--at",
+    "target",
+    default=None,
+    metavar='"N=7e10,D=1.4e12"',
+    help="Target: a scale on the axis (two fits) or a full point (one fit).",
+)
+@_comparison_options
+@click.option("--question", default=None, help="The question the report answers.")
+@click.option("--title", default=None, help="Title of the report.")
+def report_command(
+    fit_paths,
+    out_path,
+    over,
+    target,
+    fixed_pairs,
+    tokens_per_parameter,
+    label_a,
+    label_b,
+    grid_size,
+    question,
+    title,
+) -> None:
+    """Write a self-contained decision report (HTML or Markdown) for one or more saved fits."""
+    from bayescale.compare import compare
+    from bayescale.report import build_report
+    from bayescale.results import load_fit
+
+    destination = _check_output_path(out_path)
+    fits = [load_fit(path) for path in fit_paths]
+    labels = [Path(path).stem for path in fit_paths]
+    if len(set(labels)) != len(labels):
+        labels = [f"{label} ({i + 1})" for i, label in enumerate(labels)]
+    comparison = None
+    point = None
+    if over is not None:
+        if len(fits) != 2:
+            raise click.UsageError(f"--over compares two fits; {len(fits)} were given")
+        labels = list(_labels(fits[0], fits[1], fit_paths[0], fit_paths[1], label_a, label_b))
+        comparison = compare(
+            fits[0],
+            fits[1],
+            over,
+            at=target,
+            fixed=_fixed(fixed_pairs),
+            tokens_per_parameter=tokens_per_parameter,
+            labels=tuple(labels),
+            grid=grid_size,
+        )
+    else:
+        for name, given in (
+            ("--fixed", fixed_pairs),
+            ("--tokens-per-parameter", tokens_per_parameter),
+            ("--label-a", label_a),
+            ("--label-b", label_b),
+        ):
+            if given:
+                raise click.UsageError(f"{name} only applies with --over (comparing two fits)")
+        if target is not None:
+            point = _point(target)
+    report = build_report(
+        dict(zip(labels, fits, strict=True)),
+        comparison=comparison,
+        at=point,
+        question=question,
+        title=title,
+    )
+    report.save(destination)
+    click.echo(f"report written to {destination}: {report.answer}")
+    for message in report.warnings:
+        click.echo("bayescale: warning: " + message, err=True)
 
 
 @cli.command("demo")
