@@ -173,6 +173,10 @@ def check_law(fit: Fit, name: str | None = None, elpd=None) -> LawCheck:
     coverage = _loo_coverage(fit)
 
     problems = []
+    if not fit.diagnostics.converged:
+        problems.append(
+            "the fit did not converge (see its diagnostics): its LOO numbers are not reliable"
+        )
     if high > PARETO_K_SHARE_MAX * n_runs:
         problems.append(
             f"{high} of {n_runs} runs have Pareto k > {threshold:.2f} (max {pareto_k.max():.2f}): "
