@@ -16,6 +16,7 @@ Examples
 from importlib import metadata
 
 from bayescale import datasets
+from bayescale.batch import BatchFit, fit_batch
 from bayescale.data import Runs, load_points, load_runs
 from bayescale.errors import (
     BayescaleError,
@@ -43,6 +44,7 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
 
 __all__ = [
     "OBSERVATION_MODELS",
+    "BatchFit",
     "BayescaleError",
     "ConvergenceWarning",
     "DataError",
@@ -67,6 +69,7 @@ __all__ = [
     "datasets",
     "derived",
     "fit",
+    "fit_batch",
     "forecast",
     "get_law",
     "get_observation_model",
