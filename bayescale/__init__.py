@@ -16,6 +16,7 @@ Examples
 from importlib import metadata
 
 from bayescale import datasets
+from bayescale.batch import BatchFit, fit_batch
 from bayescale.compare import Comparison, Crossover, compare, compare_groups
 from bayescale.data import Runs, load_points, load_runs
 from bayescale.errors import (
@@ -46,6 +47,7 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
 
 __all__ = [
     "OBSERVATION_MODELS",
+    "BatchFit",
     "BayescaleError",
     "Comparison",
     "Crossover",
@@ -79,6 +81,7 @@ __all__ = [
     "datasets",
     "derived",
     "fit",
+    "fit_batch",
     "forecast",
     "get_law",
     "get_observation_model",

@@ -199,6 +199,22 @@ def laws_command(as_json: bool, markdown: bool) -> None:
 @click.option("--warmup", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--target-accept", type=float, default=0.9, show_default=True)
+@click.option(
+    "--backend",
+    default="numpyro",
+    show_default=True,
+    help="numpyro (NUTS on JAX) or pymc (the same model in PyMC).",
+)
+@click.option(
+    "--nuts-sampler",
+    default=None,
+    help="With --backend pymc: pymc (default), numpyro, blackjax or nutpie.",
+)
+@click.option(
+    "--device",
+    default=None,
+    help="cpu or gpu (default: JAX's default device, the GPU when JAX has one).",
+)
 @click.option("--out", "out_path", required=True, help="File to save the fit to (netCDF).")
 @click.option("--plot", "plot_path", default=None, help="Also write a figure of the fit (PNG/PDF).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -221,6 +237,9 @@ def fit_command(
     warmup,
     seed,
     target_accept,
+    backend,
+    nuts_sampler,
+    device,
     out_path,
     plot_path,
     as_json,
@@ -267,6 +286,9 @@ def fit_command(
         warmup=warmup,
         seed=seed,
         target_accept=target_accept,
+        backend=backend,
+        nuts_sampler=nuts_sampler,
+        device=device,
     )
     result.save(target)
     if plot_path is not None:

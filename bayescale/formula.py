@@ -116,6 +116,43 @@ def jax_ops() -> SimpleNamespace:
     )
 
 
+def pytensor_ops() -> SimpleNamespace:
+    """Return the array functions used to evaluate formulas with PyTensor (the PyMC backend).
+
+    One line per function of :data:`FUNCTIONS`, plus ``power`` for the ``^`` operator. Plain
+    numbers are made float64 tensors first: PyTensor would otherwise store a number that float32
+    represents exactly (``480.0``) as a float32 constant and compute its ``log`` in float32.
+    Built on demand so that importing this module does not import PyTensor.
+    """
+    import pytensor.tensor as pt
+
+    functions = {
+        "exp": pt.exp,
+        "log": pt.log,
+        "log10": pt.log10,
+        "log2": pt.log2,
+        "log1p": pt.log1p,
+        "expm1": pt.expm1,
+        "sqrt": pt.sqrt,
+        "abs": pt.abs,
+        "tanh": pt.tanh,
+        "sigmoid": pt.sigmoid,
+        "softplus": pt.softplus,
+        "logaddexp": pt.logaddexp,
+        "min": pt.minimum,
+        "max": pt.maximum,
+        "power": pt.power,
+    }
+
+    def float64(value):
+        return value if isinstance(value, pt.Variable) else np.asarray(value, dtype=np.float64)
+
+    def on_float64(function):
+        return lambda *arguments: function(*(float64(a) for a in arguments))
+
+    return SimpleNamespace(**{name: on_float64(f) for name, f in functions.items()})
+
+
 _BINARY_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
 _UNARY_OPERATORS = (ast.UAdd, ast.USub)
 _ALWAYS_POSITIVE_FUNCTIONS = frozenset({"exp", "sigmoid", "softplus"})
@@ -153,8 +190,8 @@ class Formula:
         values : mapping of str to array-like
             A value for every name in :attr:`names`. Arrays broadcast against each other.
         ops : namespace, optional
-            The array functions to use (:data:`NUMPY_OPS`, :func:`jax_ops`, or the PyTensor
-            equivalent). Defaults to JAX.
+            The array functions to use (:data:`NUMPY_OPS`, :func:`jax_ops` or
+            :func:`pytensor_ops`). Defaults to JAX.
 
         Returns
         -------

@@ -30,6 +30,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_sample, init_to_value, log_likelihood
 from numpyro.infer.util import initialize_model
+from threadpoolctl import threadpool_limits
 
 from bayescale.data import Runs, load_runs
 from bayescale.errors import ConvergenceWarning, SettingsError
@@ -40,6 +41,7 @@ from bayescale.priors import Pooling, Prior
 from bayescale.results import Fit, build_datatree
 
 CHAIN_METHODS = ("vectorized", "sequential", "parallel")
+DEVICES = ("cpu", "gpu")
 DENSE_MASS_MAX_DIMENSION = 100
 """With ``dense_mass="auto"``, a dense mass matrix is adapted up to this many sampled dimensions."""
 
@@ -71,6 +73,9 @@ class SamplerSettings:
         Random starts of the initial optimisation.
     progress : bool
         Show numpyro's progress bar.
+    device : str or None
+        Where JAX runs the sampler: ``"cpu"``, ``"gpu"``, or ``None`` for JAX's default (the GPU
+        when JAX was installed with GPU support, else the CPU). See docs/performance.md.
     """
 
     chains: int = 4
@@ -83,6 +88,7 @@ class SamplerSettings:
     dense_mass: bool | str = "auto"
     starts: int = 32
     progress: bool = False
+    device: str | None = None
 
     def __post_init__(self):
         for name in ("chains", "draws", "warmup", "starts", "max_tree_depth"):
@@ -101,6 +107,11 @@ class SamplerSettings:
             )
         if not 0.5 <= float(self.target_accept) < 1:
             raise SettingsError(f"target_accept must lie in [0.5, 1), got {self.target_accept!r}")
+        if self.device is not None and self.device not in DEVICES:
+            raise SettingsError(
+                f"device must be one of {', '.join(DEVICES)} (or None for JAX's default), "
+                f"got {self.device!r}"
+            )
         if self.dense_mass not in (True, False, "auto"):
             raise SettingsError(
                 f"dense_mass must be true, false or 'auto', got {self.dense_mass!r}"
@@ -156,6 +167,9 @@ def fit(
     dense_mass: bool | str = "auto",
     starts: int = 32,
     progress: bool = False,
+    backend: str = "numpyro",
+    nuts_sampler: str | None = None,
+    device: str | None = None,
 ) -> Fit:
     """Fit a scaling law to runs by NUTS and return the :class:`~bayescale.results.Fit`.
 
@@ -188,8 +202,14 @@ def fit(
         Column flagging censored runs (see :func:`~bayescale.data.load_runs`).
     chains, draws, warmup, seed, chain_method, target_accept, max_tree_depth
         Sampler settings; see :class:`SamplerSettings`.
-    dense_mass, starts, progress
+    dense_mass, starts, progress, device
         Sampler settings; see :class:`SamplerSettings`.
+    backend : str
+        ``"numpyro"`` (default: numpyro's NUTS on JAX) or ``"pymc"`` (the same model built in
+        PyMC; see :mod:`bayescale.backends.pymc`). Both return the same :class:`Fit`.
+    nuts_sampler : str, optional
+        With ``backend="pymc"``: the NUTS implementation PyMC runs, ``"pymc"`` (default),
+        ``"numpyro"``, ``"blackjax"`` or ``"nutpie"``.
 
     Returns
     -------
@@ -221,7 +241,9 @@ def fit(
         dense_mass=dense_mass,
         starts=starts,
         progress=progress,
+        device=device,
     )
+    _check_backend(backend, nuts_sampler, device)
     law = get_law(law)
     if likelihood is None:
         has_trials = trials is not None or (isinstance(data, Runs) and data.trials is not None)
@@ -253,11 +275,64 @@ def fit(
             trials=trials,
             censored=censored,
         )
+    if backend == "pymc":
+        from bayescale.backends.pymc import fit_runs as fit_runs_pymc
+
+        with jax_device(device):
+            return fit_runs_pymc(runs, spec, settings, nuts_sampler=nuts_sampler or "pymc")
     return fit_runs(runs, spec, settings)
+
+
+def _check_backend(backend: str, nuts_sampler: str | None, device: str | None) -> None:
+    from bayescale.backends import BACKENDS, PYMC_NUTS_SAMPLERS
+
+    if backend not in BACKENDS:
+        raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "numpyro" and nuts_sampler not in (None, "numpyro"):
+        raise SettingsError(
+            f"nuts_sampler={nuts_sampler!r} needs backend='pymc' (the numpyro backend always "
+            "runs numpyro's NUTS)"
+        )
+    if backend == "pymc":
+        if nuts_sampler is not None and nuts_sampler not in PYMC_NUTS_SAMPLERS:
+            raise SettingsError(
+                f"nuts_sampler must be one of {', '.join(PYMC_NUTS_SAMPLERS)}, got {nuts_sampler!r}"
+            )
+        if device == "gpu" and nuts_sampler in (None, "pymc", "nutpie"):
+            raise SettingsError(
+                "PyMC's own NUTS runs on the CPU; for a GPU use nuts_sampler='numpyro' or "
+                "'blackjax', or the default backend"
+            )
+
+
+def jax_device(device: str | None):
+    """A context that makes JAX compute on ``device`` (``"cpu"``, ``"gpu"``, or ``None``).
+
+    ``None`` leaves JAX's default (the GPU when JAX has one). A device that JAX cannot see raises
+    :class:`~bayescale.errors.SettingsError` saying how to get it.
+    """
+    import contextlib
+
+    if device is None:
+        return contextlib.nullcontext()
+    try:
+        devices = jax.devices(device)
+    except RuntimeError:
+        raise SettingsError(
+            f"device={device!r} was asked for, but JAX sees only "
+            f"{', '.join(sorted({d.platform for d in jax.devices()}))}: install JAX with GPU "
+            "support (pip install 'jax[cuda12]') on a machine with a GPU, or use device='cpu'"
+        ) from None
+    return jax.default_device(devices[0])
 
 
 def fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     """Fit an already validated specification to validated runs (the engine behind :func:`fit`)."""
+    with jax_device(settings.device):
+        return _fit_runs(runs, spec, settings)
+
+
+def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     design = Design.from_runs(runs, spec)
     model = numpyro_model(spec, design)
     centred = any(p.centered for p in spec.pooling)
@@ -322,6 +397,8 @@ def fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     elapsed = time.perf_counter() - started
     sampler = {
         **asdict(settings),
+        "backend": "numpyro",
+        "device_used": str(jax.devices(settings.device)[0]),
         "dense_mass_used": dense,
         "sampled_dimension": dimension,
         "step_size": np.broadcast_to(step_size, (settings.chains,)).tolist(),
@@ -341,7 +418,7 @@ def fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     result = Fit(datatree, law=spec.law)
     diagnostics = result.diagnostics
     if not diagnostics.converged:
-        warnings.warn(diagnostics.message(), ConvergenceWarning, stacklevel=3)
+        warnings.warn(diagnostics.message(), ConvergenceWarning, stacklevel=4)
     return result
 
 
@@ -389,13 +466,16 @@ def multistart_init(model, optimisation_model, model_kwargs, key, starts: int, c
     value_and_grad = _numpy_value_and_grad(potential_fn, unravel)
     points = np.full_like(flat_starts, np.nan)
     values = np.full(starts, np.inf)
-    for i, start in enumerate(flat_starts):
-        if not np.isfinite(value_and_grad(start)[0]):
-            continue
-        result = scipy.optimize.minimize(
-            value_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000}
-        )
-        points[i], values[i] = result.x, result.fun
+    # L-BFGS-B's tiny BLAS calls are slowest with many BLAS threads (they spin on a busy machine;
+    # 200x slower was measured on 2 shared cores), so the optimisation runs with one.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for i, start in enumerate(flat_starts):
+            if not np.isfinite(value_and_grad(start)[0]):
+                continue
+            result = scipy.optimize.minimize(
+                value_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000}
+            )
+            points[i], values[i] = result.x, result.fun
     finite = np.isfinite(values) & np.all(np.isfinite(points), axis=1)
     if not finite.any():
         raise SettingsError(

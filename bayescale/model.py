@@ -428,13 +428,12 @@ class Design:
         }
         group_index = {c: runs.group_codes(c) for c in spec.group_columns}
         group_labels = {c: runs.group_labels(c) for c in spec.group_columns}
-        group_covariates = {
-            p.group: {
-                c: _per_group(runs, p.group, c, group_index[p.group], group_labels[p.group])
-                for c in p.covariates
-            }
-            for p in spec.pooling
-        }
+        group_covariates: dict[str, dict[str, np.ndarray]] = {}
+        for p in spec.pooling:  # several parameters may be pooled over the same column
+            for c in p.covariates:
+                group_covariates.setdefault(p.group, {})[c] = _per_group(
+                    runs, p.group, c, group_index[p.group], group_labels[p.group]
+                )
         return cls(
             x={k: np.asarray(v, dtype=np.float64) for k, v in runs.inputs.items()},
             y=np.asarray(runs.y, dtype=np.float64),
@@ -710,7 +709,11 @@ def numpyro_model(spec: ModelSpec, design: Design, *, all_noncentred: bool = Fal
     True
     """
     law_names = set(spec.law.parameter_names)
-    censored = design.censoring is not None and bool(np.any(design.censoring))
+    # Censoring codes given as a JAX array (a batched fit traces the design) are always applied;
+    # NumPy codes only when some run is censored.
+    censored = design.censoring is not None and (
+        not isinstance(design.censoring, np.ndarray) or bool(np.any(design.censoring))
+    )
 
     def model(y=None):
         # Arrays are made at trace time, so they take the precision of the caller's context

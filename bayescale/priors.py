@@ -251,7 +251,14 @@ _FAMILIES: dict[str, _Family] = {
             else REAL
         ),
         _truncated_check,
-        _dist("TruncatedNormal"),
+        lambda loc, scale, low, high: _dist("TruncatedNormal")(
+            loc=loc,
+            scale=scale,
+            # An infinite bound must be left out: numpyro would otherwise map the support
+            # interval(0, inf) to the real line through a logit of x / inf, which is -inf.
+            low=low if math.isfinite(low) else None,
+            high=high if math.isfinite(high) else None,
+        ),
     ),
     "Fixed": _Family(
         ("value",), {}, lambda a: Support("point", a["value"], a["value"]), lambda a: None, None

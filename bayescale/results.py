@@ -237,8 +237,12 @@ def build_datatree(
     pointwise_log_likelihood: np.ndarray,
     posterior_predictive: np.ndarray,
     sampler: Mapping[str, Any],
+    inference_library: str = "numpyro",
 ) -> xr.DataTree:
-    """Assemble the ArviZ DataTree of a fit, with dims, coords and provenance."""
+    """Assemble the ArviZ DataTree of a fit, with dims, coords and provenance.
+
+    ``inference_library`` names the library that drew the samples (``numpyro`` or ``pymc``).
+    """
     outcome = runs.outcome
     coords: dict[str, Any] = {"obs": runs.rows}
     dims: dict[str, list[str]] = {}
@@ -288,7 +292,10 @@ def build_datatree(
         "bayescale_versions": json.dumps(_versions()),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    library = {"inference_library": "numpyro", "inference_library_version": _version("numpyro")}
+    library = {
+        "inference_library": inference_library,
+        "inference_library_version": _version(inference_library),
+    }
     return arviz_base.from_dict(
         {
             "posterior": posterior,

@@ -1,0 +1,848 @@
+"""Fit many independent curves of the same law in one compiled program.
+
+:func:`fit_batch` fits one law, separately, to each of many curves (benchmark tasks, model
+families, languages fitted one by one, bootstrap replicates of a data set). The work that
+:func:`bayescale.fit` does for one curve (multi-start optimisation, Laplace-spread chain starts,
+NUTS warm-up and sampling, log-likelihood and replicated outcomes) is written as a pure JAX function
+of the curve's data and mapped over curves and chains with ``jax.vmap``: one XLA program samples
+every curve, each with its own step size, mass matrix and trees. On a CPU this saves the compilation
+and the Python overhead of each fit (one compilation instead of one per curve); on a GPU the curves
+also run in parallel.
+
+Shape bucketing
+---------------
+The compiled program depends on array shapes, not on values. Each curve's runs are padded to a
+bucket size (the next power of two, at least 8) by repeating its first run, and the padded runs
+are masked out of the likelihood (their log density is exactly zero, and they never reach the
+results). Group counts of pooled models are bucketed the same way (padded groups have no runs and
+are dropped). Refitting curves whose sizes fall in the same buckets, with the same number of curves
+and the same settings, reuses the compiled program: no recompilation (see ``compilations`` in the
+returned :class:`BatchFit`). A batch with another number of curves compiles a new program.
+
+Results
+-------
+One :class:`~bayescale.results.Fit` per curve, exactly as :func:`bayescale.fit` returns it (same
+DataTree layout, diagnostics, forecasts, save and load), so every ArviZ function works on each
+curve; a stacked DataTree with a ``curve`` dim would force every curve onto the union of the
+others' runs and groups. :class:`BatchFit` maps curve labels to fits and adds one table of
+summaries and one of diagnostics for the whole batch.
+
+Compilation cache
+-----------------
+Within a Python process, JAX keeps compiled programs in memory. Across processes, JAX can keep
+them on disk; :func:`enable_compilation_cache` opts in (nothing is changed at import).
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> x = np.geomspace(1e6, 1e9, 8)
+>>> frame = pd.DataFrame({"task": np.repeat(["a", "b"], 8), "x": np.tile(x, 2),
+...                       "loss": np.r_[2 + (1e5 / x) ** 0.3, 1.5 + (1e4 / x) ** 0.2]})
+>>> fits = fit_batch(frame, "power_law_floor", by="task", y="loss")  # doctest: +SKIP
+>>> fits["a"].summary()  # doctest: +SKIP
+>>> fits.diagnostics_table()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import pandas as pd
+from jax.flatten_util import ravel_pytree
+from numpyro.infer import init_to_sample
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+
+from bayescale.data import Runs, load_runs
+from bayescale.errors import ConvergenceWarning, DataError, SettingsError
+from bayescale.inference import (
+    DENSE_MASS_MAX_DIMENSION,
+    LAPLACE_MAX_DIMENSION,
+    InitReport,
+    SamplerSettings,
+    _prior_starts,
+    jax_device,
+)
+from bayescale.laws import Law, get_law
+from bayescale.likelihoods import ObservationModel, default_observation_model
+from bayescale.model import OBSERVED_SITE, Design, ModelSpec, numpyro_model
+from bayescale.priors import Pooling, Prior
+from bayescale.results import Fit, build_datatree
+
+MIN_BUCKET = 8
+"""Smallest padded number of runs (and of groups) per curve."""
+
+OPTIMISER_STEPS = 500
+"""Adam steps per start of the multi-start optimisation (all starts run in lockstep)."""
+
+NEWTON_STEPS = 30
+"""Damped Newton steps polishing the best start (up to 100 dimensions)."""
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+"""The :mod:`jax.monitoring` event recorded once per XLA compilation."""
+
+
+def bucket_size(n: int) -> int:
+    """The padded size for ``n`` runs or groups: the next power of two, at least 8.
+
+    Examples
+    --------
+    >>> [bucket_size(n) for n in (1, 8, 9, 40, 64, 65)]
+    [8, 8, 16, 64, 64, 128]
+    """
+    return max(MIN_BUCKET, 1 << max(0, int(n) - 1).bit_length())
+
+
+# ---------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class BatchFit(Mapping[str, Fit]):
+    """The fits of a batch: a mapping from curve label to :class:`~bayescale.results.Fit`.
+
+    Attributes
+    ----------
+    fits : dict of str to Fit
+        One fit per curve, in input order.
+    wall_seconds : float
+        Time of the whole batch (compilation included).
+    compile_seconds : float
+        Time spent compiling XLA programs during the batch (0 when the programs were reused).
+    compilations : int
+        Number of XLA compilations during the batch.
+    bucket : dict
+        Padded sizes: ``runs`` per curve and, per pooled group column, ``groups``.
+    """
+
+    fits: dict[str, Fit]
+    wall_seconds: float
+    compile_seconds: float
+    compilations: int
+    bucket: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, label: str) -> Fit:
+        try:
+            return self.fits[label]
+        except KeyError:
+            shown = ", ".join(list(self.fits)[:10])
+            raise KeyError(f"no curve {label!r} in this batch; curves: {shown}, ...") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fits)
+
+    def __len__(self) -> int:
+        return len(self.fits)
+
+    def __repr__(self) -> str:
+        failed = self.failed
+        status = f"{len(failed)} NOT CONVERGED" if failed else "all converged"
+        return (
+            f"<BatchFit {len(self)} curves, {status}, {self.wall_seconds:.1f} s "
+            f"({self.compile_seconds:.1f} s compiling)>"
+        )
+
+    @property
+    def failed(self) -> list[str]:
+        """Labels of the curves whose fit failed a convergence gate."""
+        return [label for label, fit in self.fits.items() if not fit.converged]
+
+    def summary(self, prob: float = 0.9) -> pd.DataFrame:
+        """Every curve's :meth:`~bayescale.results.Fit.summary`, indexed by curve and parameter."""
+        return pd.concat(
+            {label: fit.summary(prob) for label, fit in self.fits.items()}, names=["curve"]
+        )
+
+    def diagnostics_table(self) -> pd.DataFrame:
+        """One row of convergence diagnostics per curve."""
+        rows = {}
+        for label, fit in self.fits.items():
+            d = fit.diagnostics
+            rows[label] = {
+                "converged": d.converged,
+                "max_r_hat": d.max_r_hat,
+                "min_ess_bulk": d.min_ess_bulk,
+                "min_ess_tail": d.min_ess_tail,
+                "divergences": d.divergences,
+                "tree_depth_hits": d.tree_depth_hits,
+            }
+        return pd.DataFrame.from_dict(rows, orient="index").rename_axis("curve")
+
+
+# ---------------------------------------------------------------------- entry point
+def fit_batch(
+    data: pd.DataFrame | str | Path | Mapping[str, Any] | Sequence[Any],
+    law: str | Law,
+    *,
+    by: str | Sequence[str] | None = None,
+    y: str | None = None,
+    x: Mapping[str, str] | None = None,
+    pool: Iterable[str | Pooling] | Mapping[str, str] = (),
+    regress: Mapping[str, Iterable[str]] | None = None,
+    priors: Mapping[str, str | Prior] | None = None,
+    likelihood: str | ObservationModel | None = None,
+    likelihood_options: Mapping[str, float] | None = None,
+    trials: str | None = None,
+    censored: str | None = None,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int = 0,
+    target_accept: float = 0.9,
+    max_tree_depth: int = 10,
+    dense_mass: bool | str = "auto",
+    starts: int = 32,
+    device: str | None = None,
+    lockstep: int | None = None,
+) -> BatchFit:
+    """Fit one law separately to each of many curves, in one compiled program.
+
+    Parameters
+    ----------
+    data : DataFrame, path, mapping or sequence
+        One table with a column (or columns) ``by`` naming each row's curve; or a mapping from
+        curve label to a DataFrame or :class:`~bayescale.data.Runs`; or a sequence of them
+        (labelled ``"0"``, ``"1"``, ...).
+    law : str or Law
+    by : str or list of str, optional
+        Column(s) whose values label the curves (a table only). Several columns give labels
+        joined with ``" / "``.
+    y, x, pool, regress, priors, likelihood, likelihood_options, trials, censored
+        As in :func:`bayescale.fit`; the same model for every curve.
+    chains, draws, warmup, seed, target_accept, max_tree_depth, dense_mass, starts, device
+        Sampler settings, as in :func:`bayescale.fit`. Chains run vectorised. A curve's random
+        numbers depend on ``seed`` and its position in the batch.
+    lockstep : int, optional
+        How many curves are sampled together, in lockstep (vectorised): every NUTS iteration of
+        such a group lasts as long as its slowest curve's. Groups run one after the other inside
+        the same compiled program. ``None`` (default): all the curves at once, best on a GPU; on a
+        CPU, with curves of unequal difficulty, groups of a few curves (``lockstep=1``: one curve
+        at a time, its chains still vectorised) waste less (see docs/performance.md).
+
+    Returns
+    -------
+    BatchFit
+        A mapping from curve label to :class:`~bayescale.results.Fit`.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once, listing the curves whose fits failed a convergence gate.
+    """
+    settings = SamplerSettings(
+        chains=chains,
+        draws=draws,
+        warmup=warmup,
+        seed=seed,
+        target_accept=target_accept,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
+        starts=starts,
+        device=device,
+    )
+    law = get_law(law)
+    curves = _curves(data, by)
+    if likelihood is None:
+        has_trials = trials is not None or any(
+            isinstance(c, Runs) and c.trials is not None for c in curves.values()
+        )
+        likelihood = default_observation_model(law.outcome, has_trials)
+    spec = ModelSpec.create(
+        law,
+        observation=likelihood,
+        observation_options=likelihood_options,
+        priors=priors,
+        pool=pool,
+        regress=regress or {},
+    )
+    if law.function is not None and not callable(law.function):  # pragma: no cover
+        raise SettingsError("the law's function is not callable")
+    options = {"y": y, "x": x, "trials": trials, "censored": censored}
+    runs = {label: _validated(curve, law, spec, options) for label, curve in curves.items()}
+    return fit_runs_batch(runs, spec, settings, lockstep)
+
+
+def fit_runs_batch(
+    runs: Mapping[str, Runs],
+    spec: ModelSpec,
+    settings: SamplerSettings,
+    lockstep: int | None = None,
+):
+    """Fit ``spec`` to each curve's validated runs (the engine behind :func:`fit_batch`)."""
+    if not runs:
+        raise DataError("the batch has no curves")
+    if lockstep is not None and (isinstance(lockstep, bool) or int(lockstep) < 1):
+        raise SettingsError(f"lockstep must be a positive number of curves, got {lockstep!r}")
+    compile_times: list[float] = []
+
+    def listener(event: str, duration: float, **_: Any) -> None:
+        if event == COMPILE_EVENT:
+            compile_times.append(duration)
+
+    started = time.perf_counter()
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        with jax_device(settings.device), jax.enable_x64(True):
+            fits, bucket = _fit(dict(runs), spec, settings, started, lockstep)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    result = BatchFit(
+        fits=fits,
+        wall_seconds=time.perf_counter() - started,
+        compile_seconds=float(sum(compile_times)),
+        compilations=len(compile_times),
+        bucket=bucket,
+    )
+    if result.failed:
+        shown = ", ".join(result.failed[:10]) + (" ..." if len(result.failed) > 10 else "")
+        warnings.warn(
+            f"{len(result.failed)} of {len(result)} curves did not converge ({shown}); see "
+            "BatchFit.diagnostics_table() and each fit's diagnostics.message()",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return result
+
+
+def enable_compilation_cache(path: str | Path | None = None, min_compile_seconds: float = 1.0):
+    """Opt in to JAX's persistent compilation cache, so that a new Python process reuses
+    programs compiled by an earlier one (same model, same shapes, same JAX version).
+
+    This sets JAX's process-wide ``jax_compilation_cache_dir`` option: call it once at the start
+    of a script. Batched fits profit most, because their data are arguments of the program; a
+    single :func:`bayescale.fit` compiles its data into the program and profits only when the
+    same data are fitted again.
+
+    Parameters
+    ----------
+    path : path, optional
+        The cache folder (created if needed); default ``~/.cache/bayescale/jax``.
+    min_compile_seconds : float
+        Only programs that took at least this long to compile are stored.
+
+    Returns
+    -------
+    pathlib.Path
+        The cache folder.
+    """
+    folder = Path(path) if path is not None else Path.home() / ".cache" / "bayescale" / "jax"
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+    return folder
+
+
+# ---------------------------------------------------------------------- inputs
+def _curves(data, by) -> dict[str, Any]:
+    """Split the input into ``{label: DataFrame or Runs}``."""
+    if isinstance(data, Mapping):
+        if by is not None:
+            raise SettingsError("by= is for one table; the curves are already given separately")
+        return {str(label): curve for label, curve in data.items()}
+    if isinstance(data, str | Path | pd.DataFrame):
+        if by is None:
+            raise SettingsError("name the column that labels each row's curve with by=")
+        frame = _read(data)
+        columns = [by] if isinstance(by, str) else list(by)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            known = ", ".join(map(str, frame.columns))
+            raise DataError(f"by= column {missing[0]!r} not found; columns: {known}")
+        if frame[columns].isna().any().any():
+            row = int(np.flatnonzero(frame[columns].isna().any(axis=1).to_numpy())[0]) + 1
+            raise DataError(f"row {row}: the curve label in {columns} is missing")
+        labels = frame[columns].astype(str).agg(" / ".join, axis=1)
+        return {
+            label: frame.loc[labels == label].reset_index(drop=True)
+            for label in dict.fromkeys(labels)
+        }
+    if isinstance(data, Sequence):
+        return {str(i): curve for i, curve in enumerate(data)}
+    raise SettingsError(
+        "data must be a table with a by= column, a mapping of labels to tables, or a list of "
+        f"tables; got {type(data).__name__}"
+    )
+
+
+def _read(data) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    path = Path(data)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as CSV: {exc}") from None
+
+
+def _validated(curve, law: Law, spec: ModelSpec, options: Mapping[str, Any]) -> Runs:
+    if isinstance(curve, Runs):
+        if any(v is not None for v in options.values()):
+            raise SettingsError(
+                "y, x, trials and censored are only used when the curves are tables"
+            )
+        return curve
+    if options["y"] is None:
+        raise SettingsError("name the outcome column with y=")
+    return load_runs(
+        curve,
+        law=law,
+        y=options["y"],
+        x=options["x"],
+        groups=spec.group_columns,
+        covariates=(*spec.covariate_columns, *spec.group_covariate_columns),
+        trials=options["trials"],
+        censored=options["censored"],
+    )
+
+
+# ---------------------------------------------------------------------- padding
+@dataclass(frozen=True, eq=False)
+class _Program:
+    """Everything the compiled program depends on besides array values (a static jit argument).
+
+    Two programs are equal when the model (law definition and specification) and the settings
+    are; a law defined by a Python function is compared by identity.
+    """
+
+    spec: ModelSpec
+    chains: int
+    warmup: int
+    draws: int
+    starts: int
+    target_accept: float
+    max_tree_depth: int
+    dense_mass: bool | str
+    group_sizes: tuple[tuple[str, int], ...]
+    lockstep: int | None = None
+
+    def key(self) -> tuple:
+        law = self.spec.law
+        law_key = repr(law.to_dict()) if law.formula is not None else (law.name, id(law.function))
+        settings = tuple(v for k, v in self.__dict__.items() if k != "spec")
+        return (law_key, repr(self.spec.to_dict()), settings)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Program) and other.key() == self.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    @property
+    def centred(self) -> bool:
+        return any(p.centered for p in self.spec.pooling)
+
+
+def _pad(designs: list[Design], spec: ModelSpec, runs_bucket: int, group_sizes: dict[str, int]):
+    """Stack the curves' arrays, each padded to the bucket sizes, with a mask of real runs."""
+
+    def rows(values, design):
+        index = np.r_[np.arange(design.n_runs), np.zeros(runs_bucket - design.n_runs, int)]
+        return np.asarray(values)[index]
+
+    def groups(values, size):
+        values = np.asarray(values, dtype=np.float64)
+        return np.r_[values, np.zeros(size - values.shape[0])]
+
+    def stack(leaves):
+        return np.stack(leaves)
+
+    data: dict[str, Any] = {
+        "x": {k: stack([rows(d.x[k], d) for d in designs]) for k in designs[0].x},
+        "y": stack([rows(d.y, d) for d in designs]),
+        "mask": stack([np.arange(runs_bucket) < d.n_runs for d in designs]),
+        "group_index": {
+            c: stack([rows(d.group_index[c], d) for d in designs]) for c in spec.group_columns
+        },
+        "covariates": {
+            c: stack([rows(d.covariates[c], d) for d in designs]) for c in spec.covariate_columns
+        },
+        "group_covariates": {
+            g: {
+                c: stack([groups(d.group_covariates[g][c], group_sizes[g]) for d in designs])
+                for c in designs[0].group_covariates.get(g, {})
+            }
+            for g in spec.group_columns
+        },
+        "log_reference": {
+            k: np.array([d.log_reference[k] for d in designs]) for k in designs[0].log_reference
+        },
+    }
+    if designs[0].trials is not None:
+        data["trials"] = stack([rows(d.trials, d).astype(np.float64) for d in designs])
+    if any(d.censoring is not None and np.any(d.censoring) for d in designs):
+        data["censoring"] = stack(
+            [
+                rows(d.censoring if d.censoring is not None else np.zeros(d.n_runs), d)
+                for d in designs
+            ]
+        ).astype(np.int64)
+    return data
+
+
+def _design(program: _Program, data: Mapping[str, Any]) -> Design:
+    """A (traced) design of one padded curve."""
+    sizes = dict(program.group_sizes)
+    return Design(
+        x=data["x"],
+        y=data["y"],
+        group_index=data["group_index"],
+        group_labels={c: [str(i) for i in range(sizes[c])] for c in sizes},
+        log_reference=data["log_reference"],
+        covariates=data["covariates"],
+        group_covariates=data["group_covariates"],
+        trials=data.get("trials"),
+        censoring=data.get("censoring"),
+    )
+
+
+class _MaskObserved(numpyro.primitives.Messenger):
+    """Mask padded runs out of the observed site only (priors are untouched)."""
+
+    def __init__(self, fn, mask):
+        self.mask = mask
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] == OBSERVED_SITE:
+            msg["fn"] = msg["fn"].mask(self.mask)
+
+
+def _models(program: _Program, data: Mapping[str, Any]):
+    """The curve's model, and the all-non-centred twin its optimisation runs on."""
+    design = _design(program, data)
+    model = _MaskObserved(numpyro_model(program.spec, design), data["mask"])
+    if not program.centred:
+        return model, model
+    twin = _MaskObserved(numpyro_model(program.spec, design, all_noncentred=True), data["mask"])
+    return model, twin
+
+
+def _observed(program: _Program, data: Mapping[str, Any]):
+    return program.spec.observation.observed(data["y"], data.get("trials"))
+
+
+def _latent_structure(model, kwargs, key):
+    """A trace of the model at a prior draw: its latent sites, their shapes and supports."""
+    seeded = numpyro.handlers.seed(model, key)
+    substituted = numpyro.handlers.substitute(seeded, substitute_fn=init_to_sample)
+    return numpyro.handlers.trace(substituted).get_trace(**kwargs)
+
+
+def _latent_names(model_trace) -> list[str]:
+    return [
+        name
+        for name, site in model_trace.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    ]
+
+
+# ---------------------------------------------------------------------- the compiled programs
+def _sample_curve(program: _Program, key, data):
+    """Multi-start optimisation, Laplace-spread starts and NUTS for one curve (pure JAX)."""
+    model, twin = _models(program, data)
+    kwargs = {"y": _observed(program, data)}
+    key_trace, key_starts, key_jitter, key_chains = jax.random.split(key, 4)
+
+    # Starts from the prior, optimised by Adam (all in lockstep), on the non-centred twin.
+    twin_trace = _latent_structure(twin, kwargs, key_trace)
+    starts = _prior_starts(twin_trace, key_starts, program.starts)
+    flat_starts = jax.vmap(lambda tree: ravel_pytree(tree)[0])(starts)
+    _, unravel_twin = ravel_pytree(jax.tree.map(lambda v: v[0], starts))
+
+    def twin_objective(flat):
+        return potential_energy(twin, (), kwargs, unravel_twin(flat))
+
+    points, values = jax.vmap(lambda start: _adam(twin_objective, start))(flat_starts)
+    best_point = points[jnp.argmin(values)]
+    if best_point.shape[0] <= DENSE_MASS_MAX_DIMENSION:
+        best_point = _damped_newton(twin_objective, best_point)
+
+    # Carry the optimum over to the model's own coordinates (centred groups, if any).
+    if program.centred:
+        constrained = constrain_fn(
+            twin, (), kwargs, unravel_twin(best_point), return_deterministic=True
+        )
+        names = _latent_names(_latent_structure(model, kwargs, key_trace))
+        params = unconstrain_fn(model, (), kwargs, {n: constrained[n] for n in names})
+        best_point, unravel = ravel_pytree(params)
+    else:
+        unravel = unravel_twin
+
+    def potential(flat):
+        return potential_energy(model, (), kwargs, unravel(flat))
+
+    dimension = best_point.shape[0]
+    chol = _laplace_cholesky(potential, best_point)
+    noise = jnp.clip(jax.random.normal(key_jitter, (program.chains, dimension)), -2.0, 2.0)
+    chain_points = best_point[None, :] + noise @ chol.T
+    usable = jnp.isfinite(jax.vmap(potential)(chain_points))
+    chain_points = jnp.where(usable[:, None], chain_points, best_point[None, :])
+
+    dense = (
+        dimension <= DENSE_MASS_MAX_DIMENSION
+        if program.dense_mass == "auto"
+        else bool(program.dense_mass)
+    )
+    init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
+
+    def run_chain(chain_key, start):
+        state = init_kernel(
+            start,
+            program.warmup,
+            dense_mass=dense,
+            target_accept_prob=program.target_accept,
+            max_tree_depth=program.max_tree_depth,
+            trajectory_length=None,
+            rng_key=chain_key,
+        )
+
+        def step(s, _):
+            s = sample_kernel(s)
+            return s, (s.z, s.potential_energy, s.energy, s.num_steps, s.accept_prob, s.diverging)
+
+        # One loop over warm-up and sampling: the kernel is compiled once, not twice.
+        state, kept = jax.lax.scan(step, state, None, length=program.warmup + program.draws)
+        kept = jax.tree.map(lambda v: v[program.warmup :], kept)
+        return kept, state.adapt_state.step_size
+
+    chain_keys = jax.random.split(key_chains, program.chains)
+    (z, pe, energy, steps, accept, diverging), step_size = jax.vmap(run_chain)(
+        chain_keys, chain_points
+    )
+    return {
+        "z": z,
+        "potential_energy": pe,
+        "energy": energy,
+        "num_steps": steps,
+        "accept_prob": accept,
+        "diverging": diverging,
+        "step_size": step_size,
+        "optimum_values": values,
+        "optimum_points": points,
+        "dense": jnp.asarray(dense),
+    }
+
+
+def _adam(objective, start, steps: int = OPTIMISER_STEPS, rate: float = 0.1):
+    """Minimise ``objective`` from ``start`` by Adam with a learning rate decaying 100-fold.
+
+    Robust from poor starts (steps are scaled per coordinate) and cheap to compile, which matters
+    more here than fast final convergence (:func:`_damped_newton` polishes the best point). A
+    step to a non-finite value is not taken. Returns the best point seen and its value
+    (``inf`` if the start itself is not finite).
+    """
+    value_and_grad = jax.value_and_grad(objective)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def body(i, carry):
+        x, m, v, best_x, best_f = carry
+        f, g = value_and_grad(x)
+        usable = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))
+        best_x = jnp.where(usable & (f < best_f), x, best_x)
+        best_f = jnp.where(usable & (f < best_f), f, best_f)
+        g = jnp.where(usable, g, 0.0)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        m_hat = m / (1 - beta1 ** (i + 1.0))
+        v_hat = v / (1 - beta2 ** (i + 1.0))
+        step = rate * 0.01 ** (i / steps) * m_hat / (jnp.sqrt(v_hat) + eps)
+        x = jnp.where(usable, x - step, best_x)
+        return x, m, v, best_x, best_f
+
+    zeros = jnp.zeros_like(start)
+    carry = (start, zeros, zeros, start, jnp.inf)
+    _, _, _, best_x, best_f = jax.lax.fori_loop(0, steps, body, carry)
+    return best_x, best_f
+
+
+def _damped_newton(objective, point, steps: int = NEWTON_STEPS):
+    """Polish a point with Levenberg-damped Newton steps (exact Hessian); never worsens it."""
+    grad, hessian = jax.grad(objective), jax.hessian(objective)
+    identity = jnp.eye(point.shape[0])
+
+    def body(_, carry):
+        x, f, damping = carry
+        step = jnp.linalg.solve(hessian(x) + damping * identity, grad(x))
+        candidate = x - step
+        f_candidate = objective(candidate)
+        better = jnp.isfinite(f_candidate) & (f_candidate < f) & jnp.all(jnp.isfinite(step))
+        x = jnp.where(better, candidate, x)
+        f = jnp.where(better, f_candidate, f)
+        return x, f, jnp.where(better, damping / 3.0, damping * 5.0)
+
+    x, _, _ = jax.lax.fori_loop(0, steps, body, (point, objective(point), jnp.asarray(1e-3)))
+    return x
+
+
+def _laplace_cholesky(potential, point):
+    """Cholesky factor of the inverse Hessian at ``point``; 0.1 I when it is not usable."""
+    dimension = point.shape[0]
+    fallback = 0.1 * jnp.eye(dimension)
+    if dimension > LAPLACE_MAX_DIMENSION:
+        return fallback
+    hessian = jax.hessian(potential)(point)
+    hessian = 0.5 * (hessian + hessian.T)
+    factor = jnp.linalg.cholesky(jnp.linalg.inv(hessian))
+    return jnp.where(jnp.all(jnp.isfinite(factor)), factor, fallback)
+
+
+def _curve_outputs(program: _Program, key, data, z):
+    """Posterior values (deterministic sites included), pointwise log-likelihood and replicated
+    outcomes of one curve, from its unconstrained draws ``z`` shaped (chain, draw, dim)."""
+    model, _ = _models(program, data)
+    kwargs = {"y": _observed(program, data)}
+    structure = _latent_structure(model, kwargs, jax.random.PRNGKey(0))
+    # ravel_pytree orders the sites by name, as it did for the sampler's flat vectors.
+    _, unravel = ravel_pytree({n: structure[n]["value"] for n in _latent_names(structure)})
+
+    def one(flat, draw_key):
+        params = constrain_fn(model, (), kwargs, unravel(flat), return_deterministic=True)
+        conditioned = numpyro.handlers.substitute(model, params)
+        site = numpyro.handlers.trace(conditioned).get_trace(**kwargs)[OBSERVED_SITE]
+        pointwise = site["fn"].log_prob(site["value"])
+        seeded = numpyro.handlers.seed(conditioned, draw_key)
+        replicated = numpyro.handlers.trace(seeded).get_trace(y=None)[OBSERVED_SITE]["value"]
+        outcome = program.spec.observation.to_outcome(replicated, data.get("trials"))
+        return params, pointwise, outcome
+
+    chains, draws = z.shape[:2]
+    keys = jax.random.split(key, chains * draws)
+    flat_z = z.reshape((chains * draws, -1))
+    params, pointwise, outcome = jax.vmap(one)(flat_z, keys)
+    reshape = lambda v: v.reshape((chains, draws, *v.shape[1:]))  # noqa: E731
+    return jax.tree.map(reshape, params), reshape(pointwise), reshape(outcome)
+
+
+@functools.partial(jax.jit, static_argnames=("program",))
+def _sample_batch(program: _Program, seed, indices, data):
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(indices)
+    # Groups of `lockstep` curves are vmapped (they move in lockstep); the groups run one after
+    # the other inside the same program.
+    return jax.lax.map(
+        lambda args: _sample_curve(program, *args),
+        (keys, data),
+        batch_size=program.lockstep or indices.shape[0],
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("program",))
+def _batch_outputs(program: _Program, seed, indices, data, z):
+    keys = jax.vmap(
+        lambda i: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), i), 1)
+    )(indices)
+    return jax.vmap(lambda k, d, zz: _curve_outputs(program, k, d, zz))(keys, data, z)
+
+
+# ---------------------------------------------------------------------- assembling the fits
+def _fit(
+    runs: dict[str, Runs],
+    spec: ModelSpec,
+    settings: SamplerSettings,
+    started: float,
+    lockstep: int | None,
+):
+    designs = [Design.from_runs(r, spec) for r in runs.values()]
+    runs_bucket = bucket_size(max(d.n_runs for d in designs))
+    group_sizes = {
+        c: bucket_size(max(len(d.group_labels[c]) for d in designs)) for c in spec.group_columns
+    }
+    program = _Program(
+        spec=spec,
+        chains=settings.chains,
+        warmup=settings.warmup,
+        draws=settings.draws,
+        starts=settings.starts,
+        target_accept=float(settings.target_accept),
+        max_tree_depth=settings.max_tree_depth,
+        dense_mass=settings.dense_mass,
+        group_sizes=tuple(group_sizes.items()),
+        lockstep=None if lockstep is None else int(lockstep),
+    )
+    data = _pad(designs, spec, runs_bucket, group_sizes)
+    indices = np.arange(len(designs))
+    sampled = _sample_batch(program, settings.seed, indices, data)
+    sampled = jax.tree.map(np.asarray, sampled)
+    params, pointwise, outcome = _batch_outputs(program, settings.seed, indices, data, sampled["z"])
+    params = {k: np.asarray(v) for k, v in params.items()}
+    pointwise, outcome = np.asarray(pointwise), np.asarray(outcome)
+    elapsed = time.perf_counter() - started
+
+    fits = {}
+    for i, (label, curve_runs) in enumerate(runs.items()):
+        design = designs[i]
+        samples = {}
+        for name in spec.posterior_names():
+            values = params[name][i]
+            pooling = spec.pooling_of(name)
+            if pooling is not None and values.ndim == 3:  # (chain, draw, padded groups)
+                values = values[..., : len(design.group_labels[pooling.group])]
+            samples[name] = values
+        extra = {
+            k: sampled[k][i]
+            for k in ("num_steps", "diverging", "energy", "accept_prob", "potential_energy")
+        }
+        sampler = {
+            **asdict(settings),
+            "backend": "numpyro",
+            "device_used": str(jax.devices(settings.device)[0]),
+            "dense_mass_used": bool(sampled["dense"][i]),
+            "sampled_dimension": int(sampled["z"].shape[-1]),
+            "step_size": np.asarray(sampled["step_size"][i]).tolist(),
+            "wall_seconds": round(elapsed, 3),
+            "init": asdict(
+                _init_report(sampled["optimum_values"][i], sampled["optimum_points"][i])
+            ),
+            "batch": {
+                "curve": label,
+                "index": i,
+                "curves": len(runs),
+                "bucket_runs": runs_bucket,
+                "bucket_groups": group_sizes,
+                "lockstep": program.lockstep,
+                "wall_seconds_is_for_the_whole_batch": True,
+            },
+        }
+        datatree = build_datatree(
+            runs=curve_runs,
+            spec=spec,
+            design=design,
+            samples=samples,
+            extra=extra,
+            pointwise_log_likelihood=pointwise[i][..., : design.n_runs],
+            posterior_predictive=outcome[i][..., : design.n_runs],
+            sampler=sampler,
+        )
+        fits[label] = Fit(datatree, law=spec.law)
+    return fits, {"runs": runs_bucket, "groups": group_sizes}
+
+
+def _init_report(values: np.ndarray, points: np.ndarray) -> InitReport:
+    """The multi-start report of one curve, as :func:`bayescale.inference.multistart_init`
+    writes it."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return InitReport(len(values), 0, -math.inf, 0, None)
+    best = int(np.argmin(np.where(finite, values, np.inf)))
+    best_value = float(values[best])
+    distance = np.max(
+        np.abs(np.where(finite[:, None], points, points[best]) - points[best]), axis=1
+    )
+    far = finite & (distance > 1.0)
+    gap = float(np.min(values[far]) - best_value) if far.any() else None
+    return InitReport(
+        starts=len(values),
+        finite=int(finite.sum()),
+        best_log_density=-best_value,
+        near_best=int(np.sum(finite & (values - best_value < 1.0))),
+        other_mode_gap=gap,
+    )

@@ -1,0 +1,1 @@
+"""Speed benchmarks of bayescale against PyMC (run them as modules; see README.md)."""

@@ -1,0 +1,83 @@
+"""Benchmark (b): a hierarchical fit over about 200 groups (Goldfish languages), against PyMC.
+
+Run from the repository root::
+
+    python -m benchmarks.goldfish            # all 202 languages, 4 chains x 1000 draws
+    python -m benchmarks.goldfish --quick    # 40 languages, 4 chains x 500 draws
+
+Data: FLORES log-perplexity (bits per half-sentence) of the Goldfish monolingual models of Chang
+et al. (2024) trained on 5 MB to 1 GB of text per language (``benchmarks/data/goldfish``; 741
+runs, 202 languages with 1 to 5 runs each). Model, per language ``l``::
+
+    L_l(D) = E + B_l / D^beta_l        D = training data in English-equivalent MB
+
+with ``B`` and ``beta`` partially pooled over languages (non-centred), ``E`` shared and a
+log-normal observation model; ``B`` is sampled at the reference scale of ``D`` with each
+language's own exponent. About 410 sampled dimensions. The same three samplers as benchmark (a).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+import bayescale as bs
+from bayescale.data import load_runs
+from bayescale.inference import SamplerSettings
+from bayescale.model import ModelSpec
+from benchmarks.common import DATA, measure_bayescale, measure_pymc, parser, report
+
+LAW = bs.Law.from_formula(
+    "goldfish_data",
+    "E + B / D^beta",
+    inputs={"D": "training data, English-equivalent MB"},
+    parameters={
+        "E": {"prior": "LogNormal(log(30), 1.5)", "description": "floor, bits"},
+        "B": {
+            "prior": "LogNormal(log(100), 3)",
+            "description": "coefficient of the data term (at D = 1 MB)",
+            "reference": {"input": "D", "exponent": "beta", "kind": "coefficient"},
+        },
+        "beta": {"prior": "LogNormal(log(0.3), 0.8)", "description": "data exponent"},
+    },
+    title="Per-language data scaling of FLORES log-perplexity (benchmark model)",
+    citation="Chang, Arnett, Tu & Bergen (2024), Goldfish, arXiv:2408.10441 (data).",
+)
+
+
+def goldfish_frame(languages: int | None = None) -> pd.DataFrame:
+    path = DATA / "goldfish" / "flores_logppl_by_datasize_long.csv"
+    frame = pd.read_csv(path).dropna(subset=["flores_logppl_bits"])
+    frame = frame.rename(
+        columns={"dataset_scaled_mb": "D", "flores_logppl_bits": "bits", "flores_lang": "lang"}
+    )
+    if languages is not None:
+        keep = sorted(frame["lang"].unique())[:languages]
+        frame = frame[frame["lang"].isin(keep)]
+    return frame[["lang", "D", "bits"]].reset_index(drop=True)
+
+
+def main(argv=None) -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    draws = 500 if args.quick else 1000
+    frame = goldfish_frame(40 if args.quick else None)
+    spec = ModelSpec.create(LAW, pool=["B|lang", "beta|lang"])
+    runs = load_runs(frame, law=LAW, y="bits", groups=["lang"])
+    problem = f"(b) goldfish {len(set(runs.groups['lang']))} langs"
+    settings = SamplerSettings(chains=4, draws=draws, warmup=draws, seed=args.seed)
+    measurements = [
+        measure_bayescale(problem, runs, spec, settings),
+        measure_pymc(problem, runs, spec, draws=draws, tune=draws, seed=args.seed),
+        measure_pymc(
+            problem, runs, spec, nuts_sampler="numpyro", draws=draws, tune=draws, seed=args.seed
+        ),
+    ]
+    report(
+        "benchmark (b): Goldfish, hierarchical over languages",
+        measurements,
+        args,
+        {"runs": runs.n_runs, "languages": len(set(runs.groups["lang"]))},
+    )
+
+
+if __name__ == "__main__":
+    main()
