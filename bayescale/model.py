@@ -18,15 +18,17 @@ Parameterisation
   ``LocScaleReparam``); a centred pooling samples ``link(theta[j])`` directly. For a parameter
   with a reference, the same holds for ``u`` (groups differ in the size of the term at the
   reference scale), with the group's own exponent when the exponent is pooled over the same
-  column. A parameter whose exponent is pooled over another column (or pooled while the parameter
-  is not) has no single reference term and is sampled as written.
+  column, or over a column the parameter's column is *nested* in (every label of the parameter's
+  column belongs to one label of the exponent's, as a (language pair, sampling weight) cell
+  belongs to one language pair). A parameter whose exponent is pooled over another column (or
+  pooled while the parameter is not) has no single reference term and is sampled as written.
 
 Names that contain ``__`` are sampler coordinates; they never appear in results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -282,28 +284,35 @@ class ModelSpec:
                 names += list(regression.coefficient_names)
         return names
 
-    def uses_reference(self, parameter: Parameter) -> bool:
+    def uses_reference(
+        self, parameter: Parameter, nested: Collection[tuple[str, str]] = ()
+    ) -> bool:
         """Whether ``parameter`` is sampled at its reference scale in this model.
 
         Only when its exponent is the same for every run that shares the parameter's value: the
-        exponent's parameters are unpooled, or pooled over the parameter's own group column. A
-        coefficient shared by groups with different exponents (``A`` with ``alpha|family``)
-        has no single reference term; it is then sampled as written.
+        exponent's parameters are unpooled, or pooled over the parameter's own group column, or
+        over a column the parameter's column is nested in (``(inner, outer)`` in ``nested``, see
+        :attr:`Design.nested`). A coefficient shared by groups with different exponents (``A``
+        with ``alpha|family``) has no single reference term; it is then sampled as written.
         """
         if parameter.reference is None:
             return False
         own = self.pooling_of(parameter.name)
         for name in parameter.reference.exponent.names:
             pooling = self.pooling_of(name)
-            if pooling is not None and (own is None or pooling.group != own.group):
+            if pooling is None:
+                continue
+            if own is None or (
+                pooling.group != own.group and (own.group, pooling.group) not in nested
+            ):
                 return False
         return True
 
-    def sampling_order(self) -> tuple[Parameter, ...]:
+    def sampling_order(self, nested: Collection[tuple[str, str]] = ()) -> tuple[Parameter, ...]:
         """Parameters sampled at a reference scale last, after the exponents they need."""
         params = self.parameters
-        return tuple(p for p in params if not self.uses_reference(p)) + tuple(
-            p for p in params if self.uses_reference(p)
+        return tuple(p for p in params if not self.uses_reference(p, nested)) + tuple(
+            p for p in params if self.uses_reference(p, nested)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,6 +363,10 @@ class Design:
         Trials per run (binomial models).
     censoring : ndarray or None
         Censoring code per run (0 exact, 1 right, -1 left).
+    parents : dict of (str, str) to ndarray
+        For every ordered pair ``(inner, outer)`` of pooled group columns whose labels nest
+        (all runs with the same ``inner`` label share one ``outer`` label), the code of the
+        ``outer`` label of each ``inner`` label.
     """
 
     x: dict[str, np.ndarray]
@@ -365,6 +378,12 @@ class Design:
     group_covariates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     trials: np.ndarray | None = None
     censoring: np.ndarray | None = None
+    parents: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    @property
+    def nested(self) -> frozenset[tuple[str, str]]:
+        """The ``(inner, outer)`` pairs of group columns whose labels nest."""
+        return frozenset(self.parents)
 
     @classmethod
     def from_runs(cls, runs: Runs, spec: ModelSpec) -> Design:
@@ -422,11 +441,38 @@ class Design:
             group_covariates=group_covariates,
             trials=runs.trials,
             censoring=runs.censoring,
+            parents=_nesting(group_index, group_labels),
         )
 
     @property
     def n_runs(self) -> int:
         return int(self.y.shape[0])
+
+
+def _nesting(group_index, group_labels) -> dict[tuple[str, str], np.ndarray]:
+    """The parent code of every label, for each pair of group columns whose labels nest."""
+    parents = {}
+    for inner, inner_codes in group_index.items():
+        for outer, outer_codes in group_index.items():
+            if inner == outer:
+                continue
+            parent = np.full(len(group_labels[inner]), -1, dtype=np.int64)
+            parent[inner_codes] = outer_codes
+            pairs = np.unique(np.stack([inner_codes, outer_codes]), axis=1)
+            if pairs.shape[1] == len(group_labels[inner]):  # one outer label per inner label
+                parents[(inner, outer)] = parent
+    return parents
+
+
+def _on_groups(values: Mapping[str, Any], spec: ModelSpec, design: Design, group: str) -> dict:
+    """Parameter values on the labels of ``group``: vectors pooled over a column that ``group`` is
+    nested in are indexed by each label's parent; other values pass through unchanged."""
+    out = dict(values)
+    for pooling in spec.pooling:
+        parent = design.parents.get((group, pooling.group))
+        if parent is not None and pooling.parameter in out:
+            out[pooling.parameter] = out[pooling.parameter][..., parent]
+    return out
 
 
 def _per_group(runs: Runs, group: str, covariate: str, codes: np.ndarray, labels) -> np.ndarray:
@@ -500,7 +546,8 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
     values: dict[str, Any] = {}
     logs: dict[str, Any] = {}
     population: dict[str, Any] = {}
-    for param in spec.sampling_order():
+    nested = design.nested
+    for param in spec.sampling_order(nested):
         name = param.name
         prior = spec.priors[name]
         pooling = spec.pooling_of(name)
@@ -518,7 +565,7 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
         if pooling is not None:
             sd = numpyro.sample(pooling.sd_name, spec.priors[pooling.sd_name].to_numpyro())
             n_groups = len(design.group_labels[pooling.group])
-        if not spec.uses_reference(param):
+        if not spec.uses_reference(param, nested):
             if pooling is None:
                 values[name] = population[name] = numpyro.sample(name, prior.to_numpyro())
                 continue
@@ -548,7 +595,10 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
             logs[name] = log_pop
             continue
         numpyro.deterministic(pooling.population_name, jnp.exp(log_pop))
-        exponent_group = ref.exponent.evaluate(values, ops=ops)  # per group where pooled
+        # per group where pooled (through each label's parent for a nested exponent)
+        exponent_group = ref.exponent.evaluate(
+            _on_groups(values, spec, design, pooling.group), ops=ops
+        )
         u_group = _group_values(name, _group_center(pooling, u, design, spec, values), sd, n_groups)
         log_group = _reference_log_value(ref.kind, u_group, exponent_group, log_reference)
         values[name] = numpyro.deterministic(name, jnp.exp(log_group))
