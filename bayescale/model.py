@@ -139,7 +139,8 @@ class ModelSpec:
         ------
         PriorError
             For an unknown parameter, a prior outside the parameter's support, a spread prior for
-            a parameter that is not pooled, a parameter pooled twice or fixed and pooled, an
+            a parameter that is not pooled, a parameter pooled twice, a fixed parameter with
+            run-level covariates, a spread fixed at zero, an
             observation model that does not fit the law's outcome, or a clash of names.
         """
         law = get_law(law)
@@ -217,7 +218,7 @@ class ModelSpec:
                         f"(pool it with '{key[:-3]}|GROUP')"
                     )
                 prior = Prior.parse(value)
-                if prior.support.low < 0:
+                if prior.support.low < 0 or (prior.is_fixed and not prior.fixed_value > 0):
                     raise PriorError(f"prior {prior} for the spread {key!r} must be positive")
                 resolved[key] = prior
             else:
@@ -226,7 +227,7 @@ class ModelSpec:
                     f"prior given for unknown parameter {key!r}; valid: {', '.join(valid)}"
                 )
             overridden.add(key)
-        for name in [*pooled, *(r.parameter for r in regressions)]:
+        for name in (r.parameter for r in regressions):
             if resolved[name].is_fixed:
                 raise PriorError(f"parameter {name!r} is Fixed and cannot vary")
         return cls(law, observation, resolved, poolings, regressions, frozenset(overridden))
@@ -271,14 +272,17 @@ class ModelSpec:
         """Names of the posterior variables, in display order."""
         names = []
         for p in self.parameters:
-            if self.priors[p.name].is_fixed:
-                continue
             pooling = self.pooling_of(p.name)
+            if self.priors[p.name].is_fixed and pooling is None:
+                continue
             if pooling is None:
                 names.append(p.name)
             else:
-                names += [pooling.population_name, pooling.sd_name, *pooling.coefficient_names]
-                names.append(p.name)
+                if not self.priors[p.name].is_fixed:  # a Fixed population value is not sampled
+                    names.append(pooling.population_name)
+                if not self.priors[pooling.sd_name].is_fixed:
+                    names.append(pooling.sd_name)
+                names += [*pooling.coefficient_names, p.name]
             regression = self.regression_of(p.name)
             if regression is not None:
                 names += list(regression.coefficient_names)
@@ -507,6 +511,18 @@ def _reference_log_value(kind: str, u, exponent, log_reference):
     return u / exponent + log_reference
 
 
+def _reference_coordinate(kind: str, log_value, exponent, log_reference):
+    """The reference coordinate ``u`` of ``log(theta)``: the inverse of _reference_log_value."""
+    if kind == "coefficient":
+        return log_value - exponent * log_reference
+    return exponent * (log_value - log_reference)
+
+
+def _hyperparameter(name: str, prior: Prior):
+    """A population value or spread: its constant when the prior is Fixed, else a sample."""
+    return prior.fixed_value if prior.is_fixed else numpyro.sample(name, prior.to_numpyro())
+
+
 def _group_values(name: str, center, sd, n_groups: int):
     """Group values on the link scale, ``Normal(center, sd)`` per group.
 
@@ -559,17 +575,17 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
                 strict=True,
             ):
                 values[coefficient] = value
-        if prior.is_fixed:
+        if prior.is_fixed and pooling is None:
             values[name] = population[name] = prior.fixed_value
             continue
         if pooling is not None:
-            sd = numpyro.sample(pooling.sd_name, spec.priors[pooling.sd_name].to_numpyro())
+            sd = _hyperparameter(pooling.sd_name, spec.priors[pooling.sd_name])
             n_groups = len(design.group_labels[pooling.group])
         if not spec.uses_reference(param, nested):
             if pooling is None:
                 values[name] = population[name] = numpyro.sample(name, prior.to_numpyro())
                 continue
-            pop = numpyro.sample(pooling.population_name, prior.to_numpyro())
+            pop = _hyperparameter(pooling.population_name, prior)
             population[name] = pop
             center = _group_center(pooling, param.support.link(pop, ops), design, spec, values)
             link_value = _group_values(name, center, sd, n_groups)
@@ -581,20 +597,25 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
         ref = param.reference
         log_reference = design.log_reference[ref.input]
         exponent_pop = ref.exponent.evaluate(population, ops=ops)
-        u = numpyro.sample(
-            name + INTERNAL_MARK + "ref", dist.ImproperUniform(dist.constraints.real, (), ())
-        )
-        log_pop = _reference_log_value(ref.kind, u, exponent_pop, log_reference)
-        log_jacobian = 0.0 if ref.kind == "coefficient" else -jnp.log(jnp.abs(exponent_pop))
-        numpyro.factor(
-            name + INTERNAL_MARK + "prior", _log_density_of_log(prior, log_pop) + log_jacobian
-        )
+        if prior.is_fixed:  # a pooled parameter whose population value is held fixed
+            log_pop = jnp.log(prior.fixed_value)
+            u = _reference_coordinate(ref.kind, log_pop, exponent_pop, log_reference)
+        else:
+            u = numpyro.sample(
+                name + INTERNAL_MARK + "ref", dist.ImproperUniform(dist.constraints.real, (), ())
+            )
+            log_pop = _reference_log_value(ref.kind, u, exponent_pop, log_reference)
+            log_jacobian = 0.0 if ref.kind == "coefficient" else -jnp.log(jnp.abs(exponent_pop))
+            numpyro.factor(
+                name + INTERNAL_MARK + "prior", _log_density_of_log(prior, log_pop) + log_jacobian
+            )
         population[name] = jnp.exp(log_pop)
         if pooling is None:
             values[name] = numpyro.deterministic(name, jnp.exp(log_pop))
             logs[name] = log_pop
             continue
-        numpyro.deterministic(pooling.population_name, jnp.exp(log_pop))
+        if not prior.is_fixed:
+            numpyro.deterministic(pooling.population_name, jnp.exp(log_pop))
         # per group where pooled (through each label's parent for a nested exponent)
         exponent_group = ref.exponent.evaluate(
             _on_groups(values, spec, design, pooling.group), ops=ops
