@@ -56,8 +56,14 @@ FUNCTIONS: dict[str, int] = {
     "logaddexp": 2,
     "min": 2,
     "max": 2,
+    "effective_epochs": 2,
 }
-"""Functions a formula may call, with the number of arguments each takes."""
+"""Functions a formula may call, with the number of arguments each takes.
+
+``effective_epochs(r, tau)`` is the number of passes over *fresh* data worth ``r`` passes over a
+pool whose utility halves every ``tau`` passes (Goyal et al. 2024); see
+:func:`effective_epochs`.
+"""
 
 CONSTANTS: dict[str, float] = {"pi": math.pi}
 """Named constants a formula may use. Laws may not declare names that clash with these."""
@@ -67,6 +73,69 @@ RESERVED_NAMES = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
 
 def _numpy_sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
+
+
+EXACT_PASSES = 64
+"""Passes summed term by term in :func:`effective_epochs`; later passes use a closed-form tail."""
+
+
+def effective_epochs(r, tau, xp=np, exp1=None):
+    """Fresh-data epochs worth ``r`` passes over a pool whose utility halves every ``tau`` passes.
+
+    Goyal et al. (2024, "Scaling Laws for Data Filtering", arXiv:2404.07177; authors' code
+    ``objective.py`` in locuslab/scaling_laws_data_filtering) model the error after ``n`` samples
+    drawn from a pool of ``S`` unique samples as ``y = (a n / 1e5)^b`` on the first pass, and on
+    pass ``k + 1`` (``k = 0, 1, ...``) the utility decays to ``b_k = b 0.5^(k / tau)``, so that
+    each later pass multiplies the error by ``(n_end / n_start)^(b_k)``. With ``r = n / S`` passes
+    the error is therefore ``(a S e(r, tau) / 1e5)^b`` where ``e`` is this function:
+
+    ``e(r, tau) = min(r, 1) exp(G(r, tau))``,
+    ``G(r, tau) = sum_{k >= 1} 0.5^(k / tau) log(clip(r, k, k + 1) / k)``.
+
+    Each term is the log growth of the samples seen during pass ``k + 1``; passes not reached
+    (``k >= r``) contribute ``log(k / k) = 0``, which is the masking. Without decay
+    (``tau -> inf``) the sum telescopes to ``log r`` and ``e = r``; with decay ``e`` grows ever
+    more slowly and tends to a finite limit: repeating a pool forever is worth a bounded number
+    of fresh epochs.
+
+    The first :data:`EXACT_PASSES` passes are summed exactly. The rest use
+    ``sum_{k > K} 0.5^(k/tau) log(clip(r,k,k+1)/k) ~ c [E1(lam (K+1)) - E1(lam max(r, K+1))]``
+    with ``lam = log(2) / tau``, ``c = lam / (1 - exp(-lam))`` (the per-pass weight matched on
+    each pass) and ``E1`` the exponential integral; the absolute error of ``G`` is below
+    ``2e-5`` for every ``r`` and ``tau`` (tests compare against the pass-by-pass product up to
+    20,000 passes). Memory stays that of the broadcast inputs (no axis over passes).
+
+    Parameters
+    ----------
+    r : array-like
+        Passes over the pool, ``n / S`` (positive).
+    tau : array-like
+        Repetition half-life in passes (positive).
+    xp : module
+        ``numpy`` or ``jax.numpy``.
+    exp1 : callable, optional
+        The exponential integral ``E1`` of that library (SciPy's by default).
+
+    Examples
+    --------
+    >>> round(float(effective_epochs(0.5, 2.0)), 6)  # within the first pass: no repetition
+    0.5
+    >>> round(float(effective_epochs(10.0, 1e9)), 6)  # no decay: every pass counts in full
+    10.0
+    >>> float(effective_epochs(10.0, 2.0)) < 10.0
+    True
+    """
+    if exp1 is None:
+        from scipy.special import exp1
+    r, tau = xp.broadcast_arrays(xp.asarray(r, dtype=float), xp.asarray(tau, dtype=float))
+    rate = math.log(2.0) / tau
+    gain = xp.zeros_like(r)
+    for k in range(1, EXACT_PASSES + 1):
+        gain = gain + xp.exp(-rate * k) * xp.log(xp.clip(r, k, k + 1) / k)
+    first_tail = rate * (EXACT_PASSES + 1)
+    last = rate * xp.maximum(r, EXACT_PASSES + 1)
+    gain = gain + rate / -xp.expm1(-rate) * (exp1(first_tail) - exp1(last))
+    return xp.minimum(r, 1.0) * xp.exp(gain)
 
 
 NUMPY_OPS = SimpleNamespace(
@@ -84,6 +153,7 @@ NUMPY_OPS = SimpleNamespace(
     logaddexp=np.logaddexp,
     min=np.minimum,
     max=np.maximum,
+    effective_epochs=effective_epochs,
     power=np.power,
 )
 """The array functions used to evaluate formulas with NumPy."""
@@ -96,6 +166,7 @@ def jax_ops() -> SimpleNamespace:
     """
     import jax
     import jax.numpy as jnp
+    from jax.scipy.special import exp1
 
     return SimpleNamespace(
         exp=jnp.exp,
@@ -112,6 +183,7 @@ def jax_ops() -> SimpleNamespace:
         logaddexp=jnp.logaddexp,
         min=jnp.minimum,
         max=jnp.maximum,
+        effective_epochs=lambda r, tau: effective_epochs(r, tau, xp=jnp, exp1=exp1),
         power=jnp.power,
     )
 
@@ -360,6 +432,8 @@ def _is_positive(node: ast.AST, positive: frozenset[str]) -> bool:
             return _is_positive(node.args[0], positive)
         if name in ("min", "max"):
             return all(_is_positive(arg, positive) for arg in node.args)
+        if name == "effective_epochs":
+            return _is_positive(node.args[0], positive)
     return False
 
 

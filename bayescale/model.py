@@ -18,15 +18,17 @@ Parameterisation
   ``LocScaleReparam``); a centred pooling samples ``link(theta[j])`` directly. For a parameter
   with a reference, the same holds for ``u`` (groups differ in the size of the term at the
   reference scale), with the group's own exponent when the exponent is pooled over the same
-  column. A parameter whose exponent is pooled over another column (or pooled while the parameter
-  is not) has no single reference term and is sampled as written.
+  column, or over a column the parameter's column is *nested* in (every label of the parameter's
+  column belongs to one label of the exponent's, as a (language pair, sampling weight) cell
+  belongs to one language pair). A parameter whose exponent is pooled over another column (or
+  pooled while the parameter is not) has no single reference term and is sampled as written.
 
 Names that contain ``__`` are sampler coordinates; they never appear in results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -138,7 +140,8 @@ class ModelSpec:
         ------
         PriorError
             For an unknown parameter, a prior outside the parameter's support, a spread prior for
-            a parameter that is not pooled, a parameter pooled twice or fixed and pooled, an
+            a parameter that is not pooled, a parameter pooled twice, a fixed parameter with
+            run-level covariates, a spread fixed at zero, an
             observation model that does not fit the law's outcome, or a clash of names.
         """
         law = get_law(law)
@@ -216,7 +219,7 @@ class ModelSpec:
                         f"(pool it with '{key[:-3]}|GROUP')"
                     )
                 prior = Prior.parse(value)
-                if prior.support.low < 0:
+                if prior.support.low < 0 or (prior.is_fixed and not prior.fixed_value > 0):
                     raise PriorError(f"prior {prior} for the spread {key!r} must be positive")
                 resolved[key] = prior
             else:
@@ -225,7 +228,7 @@ class ModelSpec:
                     f"prior given for unknown parameter {key!r}; valid: {', '.join(valid)}"
                 )
             overridden.add(key)
-        for name in [*pooled, *(r.parameter for r in regressions)]:
+        for name in (r.parameter for r in regressions):
             if resolved[name].is_fixed:
                 raise PriorError(f"parameter {name!r} is Fixed and cannot vary")
         return cls(law, observation, resolved, poolings, regressions, frozenset(overridden))
@@ -270,33 +273,43 @@ class ModelSpec:
         """Names of the posterior variables, in display order."""
         names = []
         for p in self.parameters:
-            if self.priors[p.name].is_fixed:
-                continue
             pooling = self.pooling_of(p.name)
+            if self.priors[p.name].is_fixed and pooling is None:
+                continue
             if pooling is None:
                 names.append(p.name)
             else:
-                names += [pooling.population_name, pooling.sd_name, *pooling.coefficient_names]
-                names.append(p.name)
+                if not self.priors[p.name].is_fixed:  # a Fixed population value is not sampled
+                    names.append(pooling.population_name)
+                if not self.priors[pooling.sd_name].is_fixed:
+                    names.append(pooling.sd_name)
+                names += [*pooling.coefficient_names, p.name]
             regression = self.regression_of(p.name)
             if regression is not None:
                 names += list(regression.coefficient_names)
         return names
 
-    def uses_reference(self, parameter: Parameter) -> bool:
+    def uses_reference(
+        self, parameter: Parameter, nested: Collection[tuple[str, str]] = ()
+    ) -> bool:
         """Whether ``parameter`` is sampled at its reference scale in this model.
 
         Only when its exponent is the same for every run that shares the parameter's value: the
-        exponent's parameters are unpooled, or pooled over the parameter's own group column. A
-        coefficient shared by groups with different exponents (``A`` with ``alpha|family``)
-        has no single reference term; it is then sampled as written.
+        exponent's parameters are unpooled, or pooled over the parameter's own group column, or
+        over a column the parameter's column is nested in (``(inner, outer)`` in ``nested``, see
+        :attr:`Design.nested`). A coefficient shared by groups with different exponents (``A``
+        with ``alpha|family``) has no single reference term; it is then sampled as written.
         """
         if parameter.reference is None:
             return False
         own = self.pooling_of(parameter.name)
         for name in parameter.reference.exponent_names:
             pooling = self.pooling_of(name)
-            if pooling is not None and (own is None or pooling.group != own.group):
+            if pooling is None:
+                continue
+            if own is None or (
+                pooling.group != own.group and (own.group, pooling.group) not in nested
+            ):
                 return False
         return True
 
@@ -322,11 +335,11 @@ class ModelSpec:
             return ()
         return terms
 
-    def sampling_order(self) -> tuple[Parameter, ...]:
+    def sampling_order(self, nested: Collection[tuple[str, str]] = ()) -> tuple[Parameter, ...]:
         """Parameters sampled at a reference scale last, after the exponents they need."""
         params = self.parameters
-        return tuple(p for p in params if not self.uses_reference(p)) + tuple(
-            p for p in params if self.uses_reference(p)
+        return tuple(p for p in params if not self.uses_reference(p, nested)) + tuple(
+            p for p in params if self.uses_reference(p, nested)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -377,6 +390,10 @@ class Design:
         Trials per run (binomial models).
     censoring : ndarray or None
         Censoring code per run (0 exact, 1 right, -1 left).
+    parents : dict of (str, str) to ndarray
+        For every ordered pair ``(inner, outer)`` of pooled group columns whose labels nest
+        (all runs with the same ``inner`` label share one ``outer`` label), the code of the
+        ``outer`` label of each ``inner`` label.
     """
 
     x: dict[str, np.ndarray]
@@ -388,6 +405,12 @@ class Design:
     group_covariates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     trials: np.ndarray | None = None
     censoring: np.ndarray | None = None
+    parents: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    @property
+    def nested(self) -> frozenset[tuple[str, str]]:
+        """The ``(inner, outer)`` pairs of group columns whose labels nest."""
+        return frozenset(self.parents)
 
     @classmethod
     def from_runs(cls, runs: Runs, spec: ModelSpec) -> Design:
@@ -444,11 +467,38 @@ class Design:
             group_covariates=group_covariates,
             trials=runs.trials,
             censoring=runs.censoring,
+            parents=_nesting(group_index, group_labels),
         )
 
     @property
     def n_runs(self) -> int:
         return int(self.y.shape[0])
+
+
+def _nesting(group_index, group_labels) -> dict[tuple[str, str], np.ndarray]:
+    """The parent code of every label, for each pair of group columns whose labels nest."""
+    parents = {}
+    for inner, inner_codes in group_index.items():
+        for outer, outer_codes in group_index.items():
+            if inner == outer:
+                continue
+            parent = np.full(len(group_labels[inner]), -1, dtype=np.int64)
+            parent[inner_codes] = outer_codes
+            pairs = np.unique(np.stack([inner_codes, outer_codes]), axis=1)
+            if pairs.shape[1] == len(group_labels[inner]):  # one outer label per inner label
+                parents[(inner, outer)] = parent
+    return parents
+
+
+def _on_groups(values: Mapping[str, Any], spec: ModelSpec, design: Design, group: str) -> dict:
+    """Parameter values on the labels of ``group``: vectors pooled over a column that ``group`` is
+    nested in are indexed by each label's parent; other values pass through unchanged."""
+    out = dict(values)
+    for pooling in spec.pooling:
+        parent = design.parents.get((group, pooling.group))
+        if parent is not None and pooling.parameter in out:
+            out[pooling.parameter] = out[pooling.parameter][..., parent]
+    return out
 
 
 def _per_group(runs: Runs, group: str, covariate: str, codes: np.ndarray, labels) -> np.ndarray:
@@ -487,6 +537,18 @@ def _reference_log_value(ref: Reference, u, values, log_reference, ops):
         return u + ref.log_scale(values, log_reference, ops), 0.0
     exponent = ref.exponent.evaluate(values, ops=ops)
     return u / exponent + log_reference[ref.input], -jnp.log(jnp.abs(exponent))
+
+
+def _reference_coordinate(ref: Reference, log_value, values, log_reference, ops):
+    """The reference coordinate ``u`` of ``log(theta)``: the inverse of _reference_log_value."""
+    if ref.kind == "coefficient":
+        return log_value - ref.log_scale(values, log_reference, ops)
+    return ref.exponent.evaluate(values, ops=ops) * (log_value - log_reference[ref.input])
+
+
+def _hyperparameter(name: str, prior: Prior):
+    """A population value or spread: its constant when the prior is Fixed, else a sample."""
+    return prior.fixed_value if prior.is_fixed else numpyro.sample(name, prior.to_numpyro())
 
 
 def _group_values(name: str, center, sd, n_groups: int):
@@ -530,7 +592,8 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
     population: dict[str, Any] = {}
     floor_terms = spec.floor_terms()
     term_logs = _floor_block(spec, floor_terms, values, logs) if floor_terms else {}
-    for param in spec.sampling_order():
+    nested = design.nested
+    for param in spec.sampling_order(nested):
         name = param.name
         if name == spec.law.floor and floor_terms:
             continue  # sampled in the floor block
@@ -544,17 +607,17 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
                 strict=True,
             ):
                 values[coefficient] = value
-        if prior.is_fixed:
+        if prior.is_fixed and pooling is None:
             values[name] = population[name] = prior.fixed_value
             continue
         if pooling is not None:
-            sd = numpyro.sample(pooling.sd_name, spec.priors[pooling.sd_name].to_numpyro())
+            sd = _hyperparameter(pooling.sd_name, spec.priors[pooling.sd_name])
             n_groups = len(design.group_labels[pooling.group])
-        if not spec.uses_reference(param):
+        if not spec.uses_reference(param, nested):
             if pooling is None:
                 values[name] = population[name] = numpyro.sample(name, prior.to_numpyro())
                 continue
-            pop = numpyro.sample(pooling.population_name, prior.to_numpyro())
+            pop = _hyperparameter(pooling.population_name, prior)
             population[name] = pop
             center = _group_center(pooling, param.support.link(pop, ops), design, spec, values)
             link_value = _group_values(name, center, sd, n_groups)
@@ -566,23 +629,31 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
         ref = param.reference
         if name in term_logs:
             u = term_logs[name]
+        elif prior.is_fixed:  # a pooled parameter whose population value is held fixed
+            log_pop = jnp.log(prior.fixed_value)
+            u = _reference_coordinate(ref, log_pop, population, design.log_reference, ops)
         else:
             u = numpyro.sample(
                 name + INTERNAL_MARK + "ref", dist.ImproperUniform(dist.constraints.real, (), ())
             )
-        log_pop, log_jacobian = _reference_log_value(ref, u, population, design.log_reference, ops)
-        numpyro.factor(
-            name + INTERNAL_MARK + "prior", _log_density_of_log(prior, log_pop) + log_jacobian
-        )
+        if not prior.is_fixed:
+            log_pop, log_jacobian = _reference_log_value(
+                ref, u, population, design.log_reference, ops
+            )
+            numpyro.factor(
+                name + INTERNAL_MARK + "prior", _log_density_of_log(prior, log_pop) + log_jacobian
+            )
         population[name] = jnp.exp(log_pop)
         if pooling is None:
             values[name] = numpyro.deterministic(name, jnp.exp(log_pop))
             logs[name] = log_pop
             continue
-        numpyro.deterministic(pooling.population_name, jnp.exp(log_pop))
+        if not prior.is_fixed:
+            numpyro.deterministic(pooling.population_name, jnp.exp(log_pop))
         u_group = _group_values(name, _group_center(pooling, u, design, spec, values), sd, n_groups)
-        # the group's own exponents where they are pooled over the same column
-        log_group, _ = _reference_log_value(ref, u_group, values, design.log_reference, ops)
+        # the group's own exponents where pooled (through each label's parent when nested)
+        on_groups = _on_groups(values, spec, design, pooling.group)
+        log_group, _ = _reference_log_value(ref, u_group, on_groups, design.log_reference, ops)
         values[name] = numpyro.deterministic(name, jnp.exp(log_group))
         logs[name] = log_group
     return values, logs

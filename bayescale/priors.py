@@ -426,6 +426,13 @@ class Pooling:
         Group-level covariate columns (numeric, constant within each group) that shift the
         group's mean on the link scale: ``g(theta[j]) = g(theta_pop) + sum_c theta_c x[j, c]
         + theta_sd z[j]``. Coefficients are named ``<parameter>_<column>``.
+
+    Notes
+    -----
+    A ``Fixed`` prior on a pooled parameter fixes its population value, and ``Fixed`` on
+    ``<parameter>_sd`` its spread. With both fixed the groups are a priori independent, each with
+    the prior ``g(theta[j]) ~ Normal(g(value), spread)``: every group fitted alone with the same
+    prior, in one model (no pooling), which is the baseline partial pooling is compared with.
     """
 
     parameter: str

@@ -408,7 +408,7 @@ class Fit:
         out = {}
         for name in [p.name for p in self.spec.parameters] + self.coefficient_names():
             prior = self.spec.priors[name]
-            if prior.is_fixed:
+            if prior.is_fixed and self.spec.pooling_of(name) is None:
                 out[name] = np.full(n, prior.fixed_value)
             else:
                 values = np.asarray(posterior[name].values)

@@ -155,7 +155,9 @@ def test_spec_checks_every_name():
     with pytest.raises(PriorError, match="puts mass on real"):
         ModelSpec.create("chinchilla", priors={"alpha": "Normal(0.3, 0.1)"})
     with pytest.raises(PriorError, match="Fixed and cannot vary"):
-        ModelSpec.create("chinchilla", priors={"alpha": "Fixed(0.3)"}, pool=["alpha|family"])
+        ModelSpec.create("chinchilla", priors={"alpha": "Fixed(0.3)"}, regress={"alpha": ["z"]})
+    with pytest.raises(PriorError, match="must be positive"):
+        ModelSpec.create("chinchilla", priors={"alpha_sd": "Fixed(0)"}, pool=["alpha|family"])
 
 
 def test_spec_round_trips_through_its_dictionary():

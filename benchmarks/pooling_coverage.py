@@ -1,0 +1,145 @@
+"""Coverage of pooled group-level exponents over repeated seeded simulations.
+
+For each seed, group-level parameters are drawn from a known population, runs are simulated from
+the law, the hierarchical model is fitted, and each group's central 90% interval is checked
+against its true value. A calibrated posterior covers at the nominal rate on average; the rate is
+printed with a binomial 95% interval.
+
+Two families:
+
+* ``multilingual``: per-language data scaling ``beta N^-alpha + L_inf``, 8 languages x 4 data
+  sizes, alpha, L_inf and beta pooled over languages; the checked exponent is each language's
+  ``alpha``.
+* ``pools``: Goyal et al.'s ``pool_repetition`` law, 4 pools x 6 budgets with repetition,
+  b and tau pooled over pools; the checked exponent is each pool's utility ``b``.
+
+Run from the repository root (about a minute per fit on a free core)::
+
+    python benchmarks/pooling_coverage.py                 # 20 seeds per family
+    python benchmarks/pooling_coverage.py --seeds 5 --family pools
+
+The cheap version of this study is tests/test_multilingual.py::
+test_pooled_exponents_cover_at_close_to_the_nominal_rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import beta as beta_distribution
+
+import bayescale as bs
+from bayescale.formula import NUMPY_OPS
+
+SAMPLER = {"chains": 4, "draws": 500, "warmup": 500, "target_accept": 0.95}
+
+
+def multilingual_case(seed: int):
+    """Eight languages, four data sizes; truths drawn from the population the priors describe."""
+    rng = np.random.default_rng(seed)
+    n = 8
+    alpha = 0.3 * np.exp(0.3 * rng.standard_normal(n))
+    floor = 2.0 * np.exp(0.15 * rng.standard_normal(n))
+    beta = 60.0 * np.exp(0.3 * rng.standard_normal(n))
+    rows = []
+    for j in range(n):
+        for tokens in np.geomspace(1e6, 1e9, 4):
+            mean = beta[j] * tokens ** -alpha[j] + floor[j]
+            loss = mean * np.exp(0.02 * rng.standard_normal())
+            rows.append({"N": tokens, "language": f"l{j}", "loss": loss})
+    pool = [bs.Pooling(name, "language", centered=True) for name in ("alpha", "L_inf", "beta")]
+    priors = {
+        "alpha": "LogNormal(log(0.3), 0.5)",
+        "L_inf": "LogNormal(log(2), 0.5)",
+        "alpha_sd": "HalfNormal(0.5)",
+    }
+    fit_args = {"law": "multilingual", "y": "loss", "pool": pool, "priors": priors}
+    truth = {f"l{j}": alpha[j] for j in range(n)}
+    return pd.DataFrame(rows), fit_args, "alpha", "language", truth
+
+
+def pools_case(seed: int):
+    """Four pools of different sizes, six budgets reaching hundreds of passes."""
+    rng = np.random.default_rng(seed)
+    sizes = {"p1": 5e7, "p2": 2e8, "p3": 1e9, "p4": 4e9}
+    law = bs.get_law("pool_repetition")
+    utility = -1 + 1 / (1 + np.exp(-(2.0 + 0.3 * rng.standard_normal(4))))  # logit-normal
+    tau = 5.0 * np.exp(0.4 * rng.standard_normal(4))
+    rows = []
+    for i, (pool, size) in enumerate(sizes.items()):
+        for n in np.geomspace(1e8, 3e10, 6):
+            theta = {"a": 0.02, "b": utility[i], "tau": tau[i], "d": 0.15}
+            error = law.mean({"n": n, "S": size}, theta, ops=NUMPY_OPS)
+            rows.append({"pool": pool, "n": n, "S": size, "err": error * math.exp(0.01 * rng.standard_normal())})
+    pool = [bs.Pooling("b", "pool"), bs.Pooling("tau", "pool")]
+    priors = {"b": "TruncatedNormal(-0.12, 0.1, low=-1, high=0)", "b_sd": "HalfNormal(0.5)"}
+    fit_args = {"law": "pool_repetition", "y": "err", "pool": pool, "priors": priors}
+    truth = {pool: utility[i] for i, pool in enumerate(sizes)}
+    return pd.DataFrame(rows), fit_args, "b", "pool", truth
+
+
+CASES = {"multilingual": multilingual_case, "pools": pools_case}
+
+
+def run(family: str, seeds: list[int]) -> dict:
+    hits, divergent, seconds = [], 0, []
+    for seed in seeds:
+        frame, fit_args, parameter, column, truth = CASES[family](seed)
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bs.ConvergenceWarning)
+            fit = bs.fit(frame, seed=seed, **fit_args, **SAMPLER)
+        seconds.append(time.perf_counter() - started)
+        divergent += int(not fit.converged)
+        table = fit.summary(0.9)
+        for label in fit.group_labels(column):
+            row = table.loc[f"{parameter}[{label}]"]
+            hits.append(bool(row["q05"] <= truth[label] <= row["q95"]))
+        print(
+            f"  {family} seed {seed}: {np.mean(hits):.3f} so far "
+            f"({len(hits)} intervals; fit {seconds[-1]:.0f} s, "
+            f"{'converged' if fit.converged else 'NOT converged'})",
+            flush=True,
+        )
+    k, n = int(np.sum(hits)), len(hits)
+    low = beta_distribution.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+    high = beta_distribution.ppf(0.975, k + 1, n - k) if k < n else 1.0
+    return {
+        "family": family,
+        "seeds": len(seeds),
+        "intervals": n,
+        "covered": k,
+        "rate": k / n,
+        "rate_95ci": [float(low), float(high)],
+        "fits_not_converged": divergent,
+        "median_fit_seconds": float(np.median(seconds)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--family", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    families = list(CASES) if args.family == "all" else [args.family]
+    results = [run(f, list(range(1000, 1000 + args.seeds))) for f in families]
+    for r in results:
+        print(
+            f"{r['family']}: central 90% intervals of group-level exponents contained the truth "
+            f"{r['covered']}/{r['intervals']} = {r['rate']:.3f} "
+            f"(95% CI {r['rate_95ci'][0]:.3f}-{r['rate_95ci'][1]:.3f}); "
+            f"{r['fits_not_converged']} of {r['seeds']} fits failed a convergence gate"
+        )
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
