@@ -130,6 +130,10 @@ class Law:
         The mean function as a checked formula (``None`` for a law defined by a function).
     function : callable or None
         ``function(x, theta)`` returning the mean, for laws defined by a Python function.
+    likelihood : dict
+        The observation model the law's source fits with, used when a fit names none:
+        ``{"name": "lognormal_mean", "priors": {"sigma": "Exponential(rate=10)"}}`` (both keys
+        optional). Empty for most laws (the outcome's default observation model then applies).
     """
 
     name: str
@@ -145,6 +149,7 @@ class Law:
     notes: str = ""
     version: int = 1
     published: dict[str, Any] = field(default_factory=dict)
+    likelihood: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         _validate_law(self)
@@ -275,6 +280,7 @@ class Law:
             "source",
             "notes",
             "published",
+            "likelihood",
         }
         unknown = sorted(set(spec) - known)
         if unknown:
@@ -304,6 +310,7 @@ class Law:
             notes=spec.get("notes", ""),
             version=int(spec.get("version", 1)),
             published=dict(spec.get("published", {})),
+            likelihood=dict(spec.get("likelihood", {})),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -335,6 +342,8 @@ class Law:
         }
         if self.published:
             out["published"] = self.published
+        if self.likelihood:
+            out["likelihood"] = self.likelihood
         return out
 
     # ------------------------------------------------------------------ accessors
@@ -529,6 +538,7 @@ def _validate_law(law: Law) -> None:
                 f"{where}: parameter {p.name!r} must lie in {p.support}, but its prior {p.prior} "
                 f"puts mass on {p.prior.support}"
             )
+    _validate_likelihood(where, law.likelihood)
     if law.formula is not None:
         unused = [n for n in [*law.input_names, *law.parameter_names] if n not in law.formula.names]
         if unused:
@@ -558,6 +568,25 @@ def _validate_law(law: Law) -> None:
                 f"{where}: parameter {p.name!r}: the reference exponent may only use parameters "
                 "that have no reference themselves"
             )
+
+
+def _validate_likelihood(where: str, likelihood: Mapping[str, Any]) -> None:
+    """Check the shape of a law's default observation model (its name is checked when used)."""
+    if not isinstance(likelihood, Mapping):
+        raise LawError(f"{where}: likelihood must be a table with 'name' and/or 'priors'")
+    extra = sorted(set(likelihood) - {"name", "priors"})
+    if extra:
+        raise LawError(f"{where}: likelihood: unknown key {extra[0]!r}; use 'name' and 'priors'")
+    if "name" in likelihood and not isinstance(likelihood["name"], str):
+        raise LawError(f"{where}: likelihood name must be a string")
+    priors = likelihood.get("priors", {})
+    if not isinstance(priors, Mapping):
+        raise LawError(f"{where}: likelihood priors must map parameter names to priors")
+    for name, text in priors.items():
+        try:
+            Prior.parse(text)
+        except PriorError as exc:
+            raise LawError(f"{where}: likelihood prior for {name!r}: {exc}") from None
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:
