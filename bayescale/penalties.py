@@ -126,6 +126,7 @@ def penalise(
     combine: str = "multiplicative",
     size_input: str | None = "auto",
     shape_form: str = "linear",
+    asymmetric: bool = False,
     priors: Mapping[str, str] | None = None,
     likelihood: Mapping[str, Any] | None = MIST_LIKELIHOOD,
     name: str | None = None,
@@ -148,6 +149,10 @@ def penalise(
         (MIST's ``lr_model_size`` option, e.g. non-embedding parameters).
     shape_form : {"linear", "log"}
         ``c (x - x_opt)^2`` (MIST's default ``harmonic_penalty``) or ``c (log x - log x_opt)^2``.
+    asymmetric : bool
+        Not in MIST: give the learning-rate penalty its own curvature on each side of the
+        optimum, ``c_lr_low min(d, 0)^2 + c_lr_high max(d, 0)^2`` with
+        ``d = log lr - log lr*`` (losses often rise slowly below the optimum and steeply above).
     priors : mapping, optional
         Overrides of the penalty parameters' default priors (:data:`MIST_PRIORS`).
     likelihood : mapping or None
@@ -222,9 +227,18 @@ def penalise(
                     "support": "positive",
                 }
             optimum += f" + lr_c * log({size_input})"
-        terms.append(f"c_lr * ({_minus_all('log(lr)', optimum)})^2")
+        distance = _minus_all("log(lr)", optimum)
+        if asymmetric:
+            terms.append(f"c_lr_low * min({distance}, 0)^2 + c_lr_high * max({distance}, 0)^2")
+        else:
+            terms.append(f"c_lr * ({distance})^2")
         for parameter, description in _LR_PARAMETERS.items():
             if parameter == "lr_c" and size_input is None:
+                continue
+            if parameter == "c_lr" and asymmetric:
+                for side, where_ in (("low", "below"), ("high", "above")):
+                    overrides.setdefault(f"c_lr_{side}", MIST_PRIORS["c_lr"])
+                    add_parameter(f"c_lr_{side}", f"{description} {where_} the optimum")
                 continue
             add_parameter(parameter, description)
     for shape in shapes:
@@ -341,7 +355,8 @@ def optimum_expression(law: str | Law) -> str:
     """
     law = get_law(law)
     names = set(law.parameter_names)
-    if not {"c_lr", "lr_a", "lr_b"} <= names or "lr" not in law.input_names:
+    has_curvature = "c_lr" in names or {"c_lr_low", "c_lr_high"} <= names
+    if not (has_curvature and {"lr_a", "lr_b"} <= names) or "lr" not in law.input_names:
         raise LawError(f"law {law.name!r} has no learning-rate penalty (see penalise())")
     size = _size_input(law)
     return "lr_a * batch^lr_b" + (f" * {size}^lr_c" if size else "")

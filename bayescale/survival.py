@@ -429,7 +429,7 @@ def compare_aft_ph(
     law: str | Law,
     covariates: str | Iterable[str],
     *,
-    y: str,
+    y: str | None = None,
     x: Mapping[str, str] | None = None,
     pool: Iterable[str] = (),
     priors: Mapping[str, str] | None = None,
@@ -452,7 +452,7 @@ def compare_aft_ph(
     covariates : str or iterable of str
         Covariate columns (numeric, e.g. 0/1 for a binary factor).
     y, x, pool, priors
-        As in :func:`bayescale.fit`.
+        As in :func:`bayescale.fit` (``y`` is needed unless ``data`` is already ``Runs``).
     **fit_options
         Sampler settings passed to :func:`bayescale.fit`.
 

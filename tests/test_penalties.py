@@ -140,6 +140,26 @@ def test_multiplicative_and_additive_compositions_evaluate_as_written():
     assert log_form.mean(point, theta, NUMPY_OPS) == pytest.approx(expected)
 
 
+def test_asymmetric_penalty_has_a_curvature_on_each_side():
+    law = penalise("power_law_floor", size_input="x", asymmetric=True)
+    assert {"c_lr_low", "c_lr_high"} <= set(law.parameter_names)
+    assert "c_lr" not in law.parameter_names
+    theta = {
+        "L_inf": 1.0,
+        "x0": 1.0,
+        "alpha": 1.0,
+        "c_lr_low": 0.1,
+        "c_lr_high": 0.5,
+        "lr_a": 1e-3,
+        "lr_b": 0.0,
+        "lr_c": 0.0,
+    }
+    for lr, curvature in ((1e-4, 0.1), (1e-3, 0.0), (1e-2, 0.5)):
+        value = law.mean({"x": 1.0, "lr": lr, "batch": 1.0}, theta, NUMPY_OPS)
+        assert value == pytest.approx(2.0 * math.exp(curvature * math.log(lr / 1e-3) ** 2))
+    assert optimum_expression(law) == "lr_a * batch^lr_b * x^lr_c"
+
+
 def test_penalised_law_keeps_the_base_and_adds_mist_defaults():
     law = penalise("chinchilla")
     assert law.input_names == ("N", "D", "lr", "batch")

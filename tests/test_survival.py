@@ -350,3 +350,23 @@ def test_four_parameter_family_recovered():
     table = fit.summary(PROB)
     for name, value in {**truth, "sigma": 0.001}.items():
         assert table.loc[name, "q0_5"] <= value <= table.loc[name, "q99_5"], name
+
+
+def test_emergence_with_binomial_counts_and_its_forecast():
+    """Accuracy counts out of 2,000 questions from an emergence curve (floor, ceiling, PH scale
+    and kappa fixed, AFT scale and power shape free). The forecast draws counts with an integer
+    number of trials (numpyro's binomial sampler needs one for n >= 10)."""
+    law = bs.get_law("apgw_emergence")
+    truth = {"floor": 0.01, "ceiling": 0.9, "aft": 1e-2, "ph": 1.0, "gamma": 2.0, "kappa": 1.0}
+    x = np.geomspace(3.0, 1000.0, 14)
+    rng = np.random.default_rng(11)
+    accuracy = rng.binomial(2000, law.mean({"x": x}, truth, ops=NUMPY_OPS)) / 2000
+    frame = pd.DataFrame({"x": x, "accuracy": accuracy, "questions": 2000})
+    fixed = {k: f"Fixed({truth[k]})" for k in ("floor", "ceiling", "ph", "kappa")}
+    fit = bs.fit(frame, law, y="accuracy", trials="questions", priors=fixed, seed=3, **FAST)
+    table = fit.summary(PROB)
+    for name in ("aft", "gamma"):
+        assert table.loc[name, "q0_5"] <= truth[name] <= table.loc[name, "q99_5"], name
+    forecast = fit.forecast({"x": [100.0], "trials": [2000]}).table()
+    expected = law.mean({"x": np.array([100.0])}, truth, ops=NUMPY_OPS)[0]
+    assert forecast.loc[0, "q05"] <= expected <= forecast.loc[0, "q95"]
