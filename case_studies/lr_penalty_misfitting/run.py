@@ -125,7 +125,7 @@ def measured_optimum(sweep: pd.DataFrame) -> tuple[float, float, float]:
 def fit_settings(smoke: bool) -> dict:
     if smoke:
         return {"chains": 2, "draws": 100, "warmup": 100, "starts": 4}
-    return {"chains": 4, "draws": 1000, "warmup": 1000, "target_accept": 0.95}
+    return {"chains": 4, "draws": 1000, "warmup": 1500, "target_accept": 0.99}
 
 
 def main(argv=None) -> int:
