@@ -55,6 +55,10 @@ def law_markdown(law: Law) -> str:
                 f"; `{name}`, exponent `{exponent.text}`" for name, exponent in ref.also
             )
         lines.append(f"| `{p.name}` | {p.description} | {p.support} | `{p.prior}` | {reference} |")
+    if law.likelihood:
+        name = law.likelihood.get("name", "the outcome's default")
+        priors = ", ".join(f"`{k} ~ {v}`" for k, v in law.likelihood.get("priors", {}).items())
+        lines += ["", f"Default observation model: `{name}`" + (f"; {priors}." if priors else ".")]
     lines += ["", f"**Source.** {law.citation}", "", f"**Formula from.** {law.source}", ""]
     if law.notes.strip():
         lines += [" ".join(law.notes.split()), ""]

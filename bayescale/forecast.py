@@ -168,7 +168,12 @@ def forecast(
             for k, v in observation_theta.items()
         }
         point_keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(_point_seeds(points))
-        point_trials = jnp.ones(len(points)) if trials is None else jnp.asarray(trials)
+        # integer trials: numpyro's binomial sampler indexes a table by the count (n >= 10)
+        point_trials = (
+            jnp.ones(len(points))
+            if trials is None
+            else jnp.asarray(np.rint(trials).astype(np.int64))
+        )
 
         def draw(point_key, log_mean, point_theta, n):
             distribution = spec.observation.distribution(log_mean, point_theta, n)

@@ -191,8 +191,9 @@ def fit(
     priors : mapping, optional
         Prior overrides by parameter name, e.g. ``{"alpha": "LogNormal(log(0.3), 0.3)"}``.
     likelihood : str, optional
-        Observation model (:data:`~bayescale.likelihoods.OBSERVATION_MODELS`); by default
-        ``lognormal`` for losses and error rates, ``binomial`` for accuracies with ``trials``,
+        Observation model (:data:`~bayescale.likelihoods.OBSERVATION_MODELS`); by default the
+        one the law's catalog entry names (MIST's ``lognormal_mean``), else ``lognormal`` for
+        losses and error rates, ``binomial`` for accuracies with ``trials``,
         ``beta`` for accuracies without.
     likelihood_options : mapping, optional
         Options of the observation model (``{"delta": 1e-3}`` for ``huber``).
@@ -247,7 +248,9 @@ def fit(
     law = get_law(law)
     if likelihood is None:
         has_trials = trials is not None or (isinstance(data, Runs) and data.trials is not None)
-        likelihood = default_observation_model(law.outcome, has_trials)
+        likelihood = law.likelihood.get("name") or default_observation_model(
+            law.outcome, has_trials
+        )
     spec = ModelSpec.create(
         law,
         observation=likelihood,

@@ -164,6 +164,10 @@ class Law:
         (``E`` in Chinchilla). The sampler then moves the log of the mean at the reference scale
         and the reducible share there, which removes the curved trade-off between a floor and the
         exponents (see :mod:`bayescale.model`); checked numerically when the law is built.
+    likelihood : dict
+        The observation model the law's source fits with, used when a fit names none:
+        ``{"name": "lognormal_mean", "priors": {"sigma": "Exponential(rate=10)"}}`` (both keys
+        optional). Empty for most laws (the outcome's default observation model then applies).
     """
 
     name: str
@@ -180,6 +184,7 @@ class Law:
     version: int = 1
     published: dict[str, Any] = field(default_factory=dict)
     floor: str | None = None
+    likelihood: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         _validate_law(self)
@@ -311,6 +316,7 @@ class Law:
             "notes",
             "published",
             "floor",
+            "likelihood",
         }
         unknown = sorted(set(spec) - known)
         if unknown:
@@ -341,6 +347,7 @@ class Law:
             version=int(spec.get("version", 1)),
             published=dict(spec.get("published", {})),
             floor=spec.get("floor"),
+            likelihood=dict(spec.get("likelihood", {})),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -374,6 +381,8 @@ class Law:
             out["floor"] = self.floor
         if self.published:
             out["published"] = self.published
+        if self.likelihood:
+            out["likelihood"] = self.likelihood
         return out
 
     # ------------------------------------------------------------------ accessors
@@ -569,6 +578,7 @@ def _validate_law(law: Law) -> None:
                 f"{where}: parameter {p.name!r} must lie in {p.support}, but its prior {p.prior} "
                 f"puts mass on {p.prior.support}"
             )
+    _validate_likelihood(where, law.likelihood)
     if law.formula is not None:
         unused = [n for n in [*law.input_names, *law.parameter_names] if n not in law.formula.names]
         if unused:
@@ -643,6 +653,25 @@ def _reference_term(parameter: Parameter, values: Mapping[str, Any]):
     for name, other in ref.also:
         term = term * values[name] ** (-other.evaluate(values, ops=NUMPY_OPS))
     return term
+
+
+def _validate_likelihood(where: str, likelihood: Mapping[str, Any]) -> None:
+    """Check the shape of a law's default observation model (its name is checked when used)."""
+    if not isinstance(likelihood, Mapping):
+        raise LawError(f"{where}: likelihood must be a table with 'name' and/or 'priors'")
+    extra = sorted(set(likelihood) - {"name", "priors"})
+    if extra:
+        raise LawError(f"{where}: likelihood: unknown key {extra[0]!r}; use 'name' and 'priors'")
+    if "name" in likelihood and not isinstance(likelihood["name"], str):
+        raise LawError(f"{where}: likelihood name must be a string")
+    priors = likelihood.get("priors", {})
+    if not isinstance(priors, Mapping):
+        raise LawError(f"{where}: likelihood priors must map parameter names to priors")
+    for name, text in priors.items():
+        try:
+            Prior.parse(text)
+        except PriorError as exc:
+            raise LawError(f"{where}: likelihood prior for {name!r}: {exc}") from None
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:

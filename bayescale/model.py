@@ -189,6 +189,10 @@ class ModelSpec:
             seen.add(pooling.parameter)
 
         resolved = {name: p.prior for name, p in parameters.items()}
+        for name, text in law.likelihood.get("priors", {}).items():
+            # the law's own default for an observation-model parameter (MIST's sigma prior)
+            if name in {p.name for p in observation.parameters}:
+                resolved[name] = Prior.parse(text)
         pooled = {p.parameter: p for p in poolings}
         for pooling in poolings:
             resolved[pooling.sd_name] = pooling.resolved_sd_prior
