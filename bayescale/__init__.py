@@ -16,6 +16,7 @@ Examples
 from importlib import metadata
 
 from bayescale import datasets
+from bayescale.backtest import BacktestResult, backtest
 from bayescale.data import Runs, load_points, load_runs
 from bayescale.errors import (
     BayescaleError,
@@ -42,6 +43,7 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
     __version__ = "0+unknown"
 
 __all__ = [
+    "BacktestResult",
     "OBSERVATION_MODELS",
     "BayescaleError",
     "ConvergenceWarning",
@@ -62,6 +64,7 @@ __all__ = [
     "Runs",
     "SamplerSettings",
     "SettingsError",
+    "backtest",
     "catalog",
     "compute_optimal",
     "datasets",
