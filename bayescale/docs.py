@@ -51,7 +51,9 @@ def law_markdown(law: Law) -> str:
         reference = ""
         if p.reference is not None:
             ref = p.reference
-            reference = f"{ref.kind} of `{ref.input}`, exponent `{ref.exponent.text}`"
+            reference = f"{ref.kind} of `{ref.input}`, exponent `{ref.exponent.text}`" + "".join(
+                f"; `{name}`, exponent `{exponent.text}`" for name, exponent in ref.also
+            )
         lines.append(f"| `{p.name}` | {p.description} | {p.support} | `{p.prior}` | {reference} |")
     lines += ["", f"**Source.** {law.citation}", "", f"**Formula from.** {law.source}", ""]
     if law.notes.strip():

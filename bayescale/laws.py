@@ -79,16 +79,43 @@ class Reference:
       ``u = e * (log(theta) - log(x_ref))``, Jacobian ``1 / |e|``.
 
     ``e`` is an arithmetic expression over the law's parameters (``alpha``,
-    ``alpha_N / alpha_D``). The prior stays the one declared for ``theta``; only the coordinates
-    the sampler moves in change.
+    ``alpha_N / alpha_D``). A coefficient may multiply powers of several inputs
+    (``a M^eta C^-eta`` in the over-training law): ``also`` lists the other inputs and their
+    exponents, and the reference term is ``theta * prod_j x_j^(-e_j)`` at every input's reference.
+    The prior stays the one declared for ``theta``; only the coordinates the sampler moves in
+    change.
     """
 
     input: str
     exponent: Formula
     kind: str = "coefficient"
+    also: tuple[tuple[str, Formula], ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        return {"input": self.input, "exponent": self.exponent.text, "kind": self.kind}
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input, *(name for name, _ in self.also))
+
+    @property
+    def exponent_names(self) -> frozenset[str]:
+        """The parameters the term's exponents use."""
+        return self.exponent.names.union(*(e.names for _, e in self.also))
+
+    def log_scale(self, values: Mapping[str, Any], log_reference: Mapping[str, float], ops):
+        """``sum_j e_j log(x_j,ref)``: ``log(theta) - u`` for a coefficient."""
+        total = self.exponent.evaluate(values, ops=ops) * log_reference[self.input]
+        for name, exponent in self.also:
+            total = total + exponent.evaluate(values, ops=ops) * log_reference[name]
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "input": self.input,
+            "exponent": self.exponent.text,
+            "kind": self.kind,
+        }
+        if self.also:
+            out["also"] = {name: exponent.text for name, exponent in self.also}
+        return out
 
 
 @dataclass(frozen=True)
@@ -508,17 +535,18 @@ def _attach_reference(parameter: Parameter, value, names, law_name: str) -> Para
     if not isinstance(value, Mapping) or "reference" not in value:
         return parameter
     ref = value["reference"]
-    if (
-        not isinstance(ref, Mapping)
-        or set(ref) - {"input", "exponent", "kind"}
-        or "input" not in ref
-    ):
+    allowed = {"input", "exponent", "kind", "also"}
+    if not isinstance(ref, Mapping) or set(ref) - allowed or "input" not in ref:
         raise LawError(
             f"law {law_name!r}: parameter {parameter.name!r}: reference must be a table with "
-            "'input', 'exponent' and optionally 'kind'"
+            "'input', 'exponent' and optionally 'kind' and 'also'"
         )
     exponent = _parse(str(ref.get("exponent", "1")), names, law_name)
-    reference = Reference(str(ref["input"]), exponent, str(ref.get("kind", "coefficient")))
+    also = tuple(
+        (str(name), _parse(str(text), names, law_name))
+        for name, text in dict(ref.get("also", {})).items()
+    )
+    reference = Reference(str(ref["input"]), exponent, str(ref.get("kind", "coefficient")), also)
     return Parameter(
         parameter.name, parameter.support, parameter.prior, parameter.description, reference
     )
@@ -554,18 +582,21 @@ def _validate_law(law: Law) -> None:
             raise LawError(
                 f"{where}: parameter {p.name!r}: reference kind must be one of {REFERENCE_KINDS}"
             )
-        if ref.input not in law.input_names:
-            raise LawError(
-                f"{where}: parameter {p.name!r}: reference input {ref.input!r} is not an input"
-            )
+        for name in ref.inputs:
+            if name not in law.input_names:
+                raise LawError(
+                    f"{where}: parameter {p.name!r}: reference input {name!r} is not an input"
+                )
+        if ref.also and ref.kind != "coefficient":
+            raise LawError(f"{where}: parameter {p.name!r}: 'also' needs kind = 'coefficient'")
         if p.support.kind != "positive":
             raise LawError(
                 f"{where}: parameter {p.name!r}: only positive parameters can have a reference"
             )
         bad = [
-            n for n in ref.exponent.names if n not in by_name or by_name[n].reference is not None
+            n for n in ref.exponent_names if n not in by_name or by_name[n].reference is not None
         ]
-        if bad or p.name in ref.exponent.names:
+        if bad or p.name in ref.exponent_names:
             raise LawError(
                 f"{where}: parameter {p.name!r}: the reference exponent may only use parameters "
                 "that have no reference themselves"
@@ -606,9 +637,12 @@ def _reference_term(parameter: Parameter, values: Mapping[str, Any]):
     ref = parameter.reference
     exponent = ref.exponent.evaluate(values, ops=NUMPY_OPS)
     theta, x = values[parameter.name], values[ref.input]
-    if ref.kind == "coefficient":
-        return theta * x ** (-exponent)
-    return (theta / x) ** exponent
+    if ref.kind == "scale":
+        return (theta / x) ** exponent
+    term = theta * x ** (-exponent)
+    for name, other in ref.also:
+        term = term * values[name] ** (-other.evaluate(values, ops=NUMPY_OPS))
+    return term
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:

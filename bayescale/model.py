@@ -40,7 +40,7 @@ from numpyro.infer.reparam import LocScaleReparam
 from bayescale.data import Runs
 from bayescale.errors import DataError, PriorError
 from bayescale.formula import jax_ops
-from bayescale.laws import Law, Parameter, get_law
+from bayescale.laws import Law, Parameter, Reference, get_law
 from bayescale.likelihoods import Censored, ObservationModel, get_observation_model
 from bayescale.priors import Pooling, Prior
 
@@ -294,7 +294,7 @@ class ModelSpec:
         if parameter.reference is None:
             return False
         own = self.pooling_of(parameter.name)
-        for name in parameter.reference.exponent.names:
+        for name in parameter.reference.exponent_names:
             pooling = self.pooling_of(name)
             if pooling is not None and (own is None or pooling.group != own.group):
                 return False
@@ -477,11 +477,17 @@ def _log_density_of_log(prior: Prior, log_value):
     return prior.to_numpyro().log_prob(jnp.exp(log_value)) + log_value
 
 
-def _reference_log_value(kind: str, u, exponent, log_reference):
-    """Invert the reference coordinate: ``log(theta)`` from ``u`` and the term's exponent."""
-    if kind == "coefficient":
-        return u + exponent * log_reference
-    return u / exponent + log_reference
+def _reference_log_value(ref: Reference, u, values, log_reference, ops):
+    """Invert the reference coordinate: ``log(theta)`` from ``u``, and the log Jacobian.
+
+    Coefficient: ``log(theta) = u + sum_j e_j log(x_j,ref)`` (unit Jacobian). Scale:
+    ``log(theta) = u / e + log(x_ref)`` (Jacobian ``1 / |e|``). ``values`` holds the exponents'
+    parameters (scalars, or vectors over groups).
+    """
+    if ref.kind == "coefficient":
+        return u + ref.log_scale(values, log_reference, ops), 0.0
+    exponent = ref.exponent.evaluate(values, ops=ops)
+    return u / exponent + log_reference[ref.input], -jnp.log(jnp.abs(exponent))
 
 
 def _group_values(name: str, center, sd, n_groups: int):
@@ -559,16 +565,13 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
             continue
 
         ref = param.reference
-        log_reference = design.log_reference[ref.input]
-        exponent_pop = ref.exponent.evaluate(population, ops=ops)
         if name in term_logs:
             u = term_logs[name]
         else:
             u = numpyro.sample(
                 name + INTERNAL_MARK + "ref", dist.ImproperUniform(dist.constraints.real, (), ())
             )
-        log_pop = _reference_log_value(ref.kind, u, exponent_pop, log_reference)
-        log_jacobian = 0.0 if ref.kind == "coefficient" else -jnp.log(jnp.abs(exponent_pop))
+        log_pop, log_jacobian = _reference_log_value(ref, u, population, design.log_reference, ops)
         numpyro.factor(
             name + INTERNAL_MARK + "prior", _log_density_of_log(prior, log_pop) + log_jacobian
         )
@@ -578,9 +581,9 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
             logs[name] = log_pop
             continue
         numpyro.deterministic(pooling.population_name, jnp.exp(log_pop))
-        exponent_group = ref.exponent.evaluate(values, ops=ops)  # per group where pooled
         u_group = _group_values(name, _group_center(pooling, u, design, spec, values), sd, n_groups)
-        log_group = _reference_log_value(ref.kind, u_group, exponent_group, log_reference)
+        # the group's own exponents where they are pooled over the same column
+        log_group, _ = _reference_log_value(ref, u_group, values, design.log_reference, ops)
         values[name] = numpyro.deterministic(name, jnp.exp(log_group))
         logs[name] = log_group
     return values, logs

@@ -76,6 +76,35 @@ def test_floor_and_reference_coordinates_change_coordinates_not_the_posterior(se
     assert with_reference == pytest.approx(expected, rel=1e-10)
 
 
+def test_two_input_reference_terms_keep_the_posterior():
+    """The over-training law: a M^eta C^-eta and b M^-eta C^-eta, both under the floor E."""
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame(
+        {
+            "C": 10 ** rng.uniform(17, 21, 20),
+            "M": 10 ** rng.uniform(0.7, 2.8, 20),
+            "loss": rng.uniform(2, 4, 20),
+        }
+    )
+    theta = {"E": 1.8, "a": 210.0, "b": 370.0, "eta": 0.14, "sigma": 0.05}
+    law = bs.get_law("overtraining")
+    direct = joint_log_density(without_references(law), lambda d: theta, frame)
+
+    def reference_coordinates(design):
+        log_c, log_m = design.log_reference["C"], design.log_reference["M"]
+        term_a = theta["a"] * np.exp(theta["eta"] * (log_m - log_c))
+        term_b = theta["b"] * np.exp(-theta["eta"] * (log_m + log_c))
+        values = {"eta": theta["eta"], "sigma": theta["sigma"]}
+        values["__level"] = np.log(theta["E"] + term_a + term_b)
+        values["__reducible"] = np.log((term_a + term_b) / theta["E"])
+        values["__split"] = np.array([np.log(term_b / term_a)])
+        return values
+
+    with_reference = joint_log_density(law, reference_coordinates, frame)
+    expected = direct + np.log(theta["a"]) + np.log(theta["b"]) + np.log(theta["E"])
+    assert with_reference == pytest.approx(expected, rel=1e-10)
+
+
 def test_scale_reference_includes_its_jacobian():
     rng = np.random.default_rng(5)
     frame = pd.DataFrame(
@@ -216,9 +245,20 @@ def test_binomial_needs_trials():
 
 
 def test_floor_declaration_is_checked():
-    spec = bs.get_law("overtraining").to_dict()
-    spec["floor"] = "E"  # E + (a M^eta + b M^-eta) C^-eta: the terms carry M factors
+    spec = {
+        "name": "bad_floor",
+        "formula": "E + 2 * A / N^alpha",
+        "floor": "E",
+        "inputs": {"N": "size"},
+        "parameters": {
+            "E": {"prior": "LogNormal(0, 1)"},
+            "A": {"prior": "LogNormal(5, 2)", "reference": {"input": "N", "exponent": "alpha"}},
+            "alpha": {"prior": "LogNormal(-1, 1)"},
+        },
+    }
+    # the factor 2 is outside the reference term A N^-alpha
     with pytest.raises(bs.LawError, match="must equal the floor plus the reference terms"):
         bs.Law.from_dict(spec)
+    assert bs.get_law("overtraining").floor == "E"  # a M^eta C^-eta: two-input references
     assert ModelSpec.create("chinchilla").floor_terms()
     assert not ModelSpec.create("chinchilla", pool=["E|family"]).floor_terms()
