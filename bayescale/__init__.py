@@ -16,6 +16,7 @@ Examples
 from importlib import metadata
 
 from bayescale import datasets
+from bayescale.backtest import BacktestResult, backtest
 from bayescale.batch import BatchFit, fit_batch
 from bayescale.compare import Comparison, Crossover, compare, compare_groups
 from bayescale.data import Runs, load_points, load_runs
@@ -46,6 +47,7 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
     __version__ = "0+unknown"
 
 __all__ = [
+    "BacktestResult",
     "OBSERVATION_MODELS",
     "BatchFit",
     "BayescaleError",
@@ -73,6 +75,7 @@ __all__ = [
     "SamplerSettings",
     "Selection",
     "SettingsError",
+    "backtest",
     "build_report",
     "catalog",
     "compare",

@@ -275,6 +275,17 @@ def _read(data) -> tuple[pd.DataFrame, str, int | None]:
     return frame, str(path), 1
 
 
+def read_table(data: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Read a CSV file (values kept as text, validated later) or pass a DataFrame through.
+
+    Raises
+    ------
+    DataError
+        If the file is missing or is not readable as CSV.
+    """
+    return _read(data)[0]
+
+
 def _missing_column(source: str, column: str, available) -> str:
     names = [str(c) for c in available]
     message = f"{source}: column {column!r} not found; columns are: {', '.join(names)}"

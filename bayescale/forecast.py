@@ -193,6 +193,48 @@ def forecast(
     )
 
 
+def log_predictive_density(fit: Fit, at, observed) -> np.ndarray:
+    """Log posterior predictive density of observed outcomes at new points.
+
+    ``log p(y_i | data) = log mean_s p(y_i | theta_s)`` over the posterior draws ``theta_s``,
+    with the fit's observation model (success counts for binomial models, given ``trials`` in
+    the points). Used to score forecasts of held-out runs.
+
+    Returns
+    -------
+    ndarray
+        One value per point.
+    """
+    spec = fit.spec
+    points = load_points(
+        at,
+        fit.law,
+        spec.group_columns,
+        covariates=spec.covariate_columns,
+        optional=("trials",) if spec.observation.needs_trials else (),
+    )
+    observed = np.asarray(observed, dtype=np.float64)
+    if observed.shape != (len(points),):
+        raise DataError(f"give one observed value per point ({len(points)}), got {observed.shape}")
+    if spec.observation.needs_trials and "trials" not in points:
+        raise DataError("the binomial observation models need the trials of each point")
+    codes = _group_codes(fit, points, spec.group_columns)
+    covariates = {c: points[c].to_numpy(dtype=np.float64) for c in spec.covariate_columns}
+    x = {name: points[name].to_numpy(dtype=np.float64) for name in fit.law.input_names}
+    theta = fit.parameter_draws()
+    with jax.enable_x64(True):
+        log_curve = jnp.asarray(law_log_mean(fit, theta, x, codes, covariates))
+        values, _ = _point_parameters(fit, theta, codes, covariates)
+        _, observation_theta = split_parameters(spec, values)
+        trials = jnp.asarray(points["trials"].to_numpy(float)) if "trials" in points else None
+        distribution = spec.observation.distribution(log_curve, observation_theta, trials)
+        log_density = distribution.log_prob(
+            spec.observation.observed(jnp.asarray(observed), trials)
+        )
+        result = jax.scipy.special.logsumexp(log_density, axis=0) - np.log(log_curve.shape[0])
+    return np.asarray(result)
+
+
 def _point_seeds(points: pd.DataFrame) -> jnp.ndarray:
     """One seed per point, derived from its values: a point's noise draws do not depend on
     which other points are forecast with it, nor on their order."""

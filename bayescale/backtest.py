@@ -1,0 +1,466 @@
+"""Back-testing: fit on the small scales, predict the large ones, and score the forecasts.
+
+:func:`backtest` splits a table of runs along a scale axis, fits bayescale on the small scales,
+predicts the held-out large ones, and in the same run computes the baselines a user would
+otherwise reach for:
+
+``curve_fit``
+    :func:`scipy.optimize.curve_fit` of the law on the raw outcome, started at the prior
+    medians, with non-parametric bootstrap intervals (resampling the training runs).
+``huber``
+    the multi-start L-BFGS fit of Hoffmann et al. (2022) and Besiroglu et al. (2024): the Huber
+    loss (delta = 1e-3) of log residuals summed over runs, parameters on the log scale, the best of
+    many starts, with bootstrap intervals.
+``last_value``
+    the last observed outcome along the axis (no interval).
+
+Scores, over the held-out runs (``y`` observed, ``m`` the method's median forecast):
+
+* ``rmsle``: ``sqrt(mean((log m - log y)^2))``, the metric of Alabdulmohsin et al. (2022) and
+  Caballero et al. (2022);
+* ``relative_error``: ``mean(|m - y| / y)``, as Gadre et al. (2024) report;
+* ``mlpd``: mean log predictive density of the held-out outcomes (Lee et al. 2025); for the point
+  fits, a normal density on log y with the bootstrap variance of the forecast plus the training
+  residual variance (a generous density for them);
+* ``coverage_50``, ``coverage_80``, ``coverage_90``, ``coverage_95``: share of held-out outcomes
+  inside the central interval (for bayescale the posterior predictive, for the point fits the
+  bootstrap percentile interval of the curve, which is what papers report);
+* ``msce``: mean squared calibration error, the mean over central intervals of mass 0.1, ...,
+  0.9 of (coverage - mass)^2.
+
+Examples
+--------
+>>> import bayescale as bs  # doctest: +SKIP
+>>> result = bs.backtest(frame, "power_law_floor", y="loss", axis="x",
+...                      fraction=0.6)  # doctest: +SKIP
+>>> result.metrics  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.optimize
+from scipy import stats
+
+from bayescale.data import read_table
+from bayescale.errors import DataError, SettingsError
+from bayescale.formula import NUMPY_OPS
+from bayescale.inference import fit as bayes_fit
+from bayescale.laws import Law, get_law
+from bayescale.results import Fit
+
+COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
+"""Central-interval masses whose coverage is reported."""
+CALIBRATION_LEVELS = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2))
+"""Central-interval masses averaged in the mean squared calibration error."""
+BASELINES = ("curve_fit", "huber", "last_value")
+HUBER_DELTA = 1e-3
+"""Knee of the Huber loss of Hoffmann et al. (2022) and Besiroglu et al. (2024)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which runs train and which are held out.
+
+    Attributes
+    ----------
+    train, test : ndarray of int
+        Row positions in the table.
+    description : str
+    """
+
+    train: np.ndarray
+    test: np.ndarray
+    description: str
+
+
+def split_runs(
+    frame: pd.DataFrame,
+    axis: str,
+    *,
+    cut: float | None = None,
+    fraction: float | None = None,
+    train_flag: str | None = None,
+) -> Split:
+    """Split runs along a scale axis: give exactly one of ``cut``, ``fraction``, ``train_flag``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    axis : str
+        The column ordering the runs (model size, tokens, compute, examples seen).
+    cut : float
+        Train on runs with ``axis <= cut``.
+    fraction : float
+        Train on the first ``fraction`` of the distinct axis values (rounded up, at least 2).
+    train_flag : str
+        A column that is 1 for training runs and 0 for held-out ones (a built-in split).
+
+    Raises
+    ------
+    SettingsError
+        If not exactly one rule is given, or the split leaves either side empty.
+    """
+    rules = [r for r in (cut, fraction, train_flag) if r is not None]
+    if len(rules) != 1:
+        raise SettingsError("give exactly one of cut=, fraction= and train_flag=")
+    if axis not in frame.columns:
+        raise DataError(
+            f"axis column {axis!r} not found; columns: {', '.join(map(str, frame.columns))}"
+        )
+    values = pd.to_numeric(frame[axis], errors="coerce").to_numpy(dtype=float)
+    if train_flag is not None:
+        if train_flag not in frame.columns:
+            raise DataError(f"train flag column {train_flag!r} not found")
+        mask = pd.to_numeric(frame[train_flag], errors="coerce").to_numpy() == 1
+        description = f"built-in split ({train_flag} == 1 trains)"
+    elif cut is not None:
+        mask = values <= cut
+        description = f"{axis} <= {cut:g} trains"
+    else:
+        if not 0 < fraction < 1:
+            raise SettingsError(f"fraction must lie in (0, 1), got {fraction}")
+        distinct = np.unique(values)
+        keep = max(2, math.ceil(fraction * distinct.size))
+        mask = values <= distinct[min(keep, distinct.size) - 1]
+        description = f"first {fraction:.0%} of {axis} values train"
+    train, test = np.flatnonzero(mask), np.flatnonzero(~mask)
+    if train.size == 0 or test.size == 0:
+        side = "training" if train.size == 0 else "held-out"
+        raise SettingsError(f"the split ({description}) leaves no {side} runs")
+    return Split(train, test, description)
+
+
+@dataclass(frozen=True, eq=False)
+class MethodForecast:
+    """One method's forecast of the held-out runs.
+
+    Attributes
+    ----------
+    method : str
+    median : ndarray
+        Point forecast (median) per held-out run.
+    draws : ndarray or None
+        Draws ``(sample, run)`` from which central intervals are read.
+    log_density : ndarray or None
+        Log predictive density of each held-out outcome.
+    note : str
+        Why a method produced no forecast, if it failed.
+    """
+
+    method: str
+    median: np.ndarray
+    draws: np.ndarray | None = None
+    log_density: np.ndarray | None = None
+    note: str = ""
+
+
+def score(forecast: MethodForecast, observed: np.ndarray) -> dict[str, float]:
+    """The back-testing scores of one method (see the module docstring)."""
+    out: dict[str, float] = {"method": forecast.method}
+    median = np.asarray(forecast.median, dtype=float)
+    ok = np.isfinite(median) & (median > 0)
+    if not ok.all():
+        nan_scores = {k: math.nan for k in _score_names()}
+        return {**out, **nan_scores, "note": forecast.note or "no forecast"}
+    out["rmsle"] = float(np.sqrt(np.mean((np.log(median) - np.log(observed)) ** 2)))
+    out["relative_error"] = float(np.mean(np.abs(median - observed) / observed))
+    out["mlpd"] = (
+        float(np.mean(forecast.log_density)) if forecast.log_density is not None else math.nan
+    )
+    if forecast.draws is not None:
+        for level in COVERAGE_LEVELS:
+            out[f"coverage_{round(level * 100)}"] = _coverage(forecast.draws, observed, level)
+        out["msce"] = float(
+            np.mean([(_coverage(forecast.draws, observed, q) - q) ** 2 for q in CALIBRATION_LEVELS])
+        )
+    else:
+        for level in COVERAGE_LEVELS:
+            out[f"coverage_{round(level * 100)}"] = math.nan
+        out["msce"] = math.nan
+    out["note"] = forecast.note
+    return out
+
+
+def _score_names() -> list[str]:
+    return (
+        ["rmsle", "relative_error", "mlpd"]
+        + [f"coverage_{round(q * 100)}" for q in COVERAGE_LEVELS]
+        + ["msce"]
+    )
+
+
+def _coverage(draws: np.ndarray, observed: np.ndarray, level: float) -> float:
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return float(np.mean((observed >= low) & (observed <= high)))
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """Scores and forecasts of a back-test.
+
+    Attributes
+    ----------
+    metrics : DataFrame
+        One row per method (``bayescale`` first), the scores as columns.
+    forecasts : DataFrame
+        One row per held-out run and method: axis value, observed outcome, median, 90% interval.
+    split : Split
+    fit : Fit
+        The bayescale fit on the training runs.
+    """
+
+    metrics: pd.DataFrame
+    forecasts: pd.DataFrame
+    split: Split
+    fit: Fit | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def backtest(
+    data: str | Path | pd.DataFrame,
+    law: str | Law,
+    *,
+    y: str,
+    axis: str,
+    x: Mapping[str, str] | None = None,
+    cut: float | None = None,
+    fraction: float | None = None,
+    train_flag: str | None = None,
+    baselines: Sequence[str] = BASELINES,
+    bootstrap: int = 200,
+    seed: int = 0,
+    fit_options: Mapping[str, Any] | None = None,
+) -> BacktestResult:
+    """Fit on the small scales, forecast the held-out large ones, score bayescale and baselines.
+
+    Parameters
+    ----------
+    data : path or DataFrame
+    law : str or Law
+    y : str
+        Outcome column.
+    axis : str
+        Column ordering the runs along scale (an input or any numeric column).
+    x : mapping, optional
+        ``{input: column}`` as in :func:`bayescale.fit`.
+    cut, fraction, train_flag
+        The split; see :func:`split_runs`.
+    baselines : sequence of str
+        Any of ``curve_fit``, ``huber``, ``last_value``.
+    bootstrap : int
+        Bootstrap refits of the point-fit baselines.
+    seed : int
+        Seed of the bayescale fit and of the bootstrap.
+    fit_options : mapping, optional
+        Passed to :func:`bayescale.fit` (``likelihood``, ``priors``, ``draws``, ...).
+
+    Returns
+    -------
+    BacktestResult
+    """
+    law = get_law(law)
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise SettingsError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINES)}")
+    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    frame = frame.reset_index(drop=True)
+    split = split_runs(frame, axis, cut=cut, fraction=fraction, train_flag=train_flag)
+    columns = {i: (x or {}).get(i, i) for i in law.input_names}
+    train, test = frame.iloc[split.train], frame.iloc[split.test]
+    options = dict(fit_options or {})
+    options.setdefault("seed", seed)
+    result = bayes_fit(train, law, y=y, x=x, **options)
+    points = pd.DataFrame({i: pd.to_numeric(test[c]).to_numpy(float) for i, c in columns.items()})
+    observed = pd.to_numeric(test[y]).to_numpy(float)
+    forecasts = [_bayescale_forecast(result, points, observed)]
+    train_inputs = {i: pd.to_numeric(train[c]).to_numpy(float) for i, c in columns.items()}
+    train_y = pd.to_numeric(train[y]).to_numpy(float)
+    test_inputs = {i: points[i].to_numpy() for i in law.input_names}
+    rng = np.random.default_rng(seed)
+    for name in baselines:
+        if name == "last_value":
+            order = np.argsort(pd.to_numeric(train[axis]).to_numpy(float), kind="stable")
+            last = train_y[order[-1]]
+            forecasts.append(MethodForecast("last_value", np.full(observed.size, last)))
+        else:
+            forecasts.append(
+                point_fit_forecast(
+                    name, law, train_inputs, train_y, test_inputs, observed, bootstrap, rng
+                )
+            )
+    metrics = pd.DataFrame([score(f, observed) for f in forecasts]).set_index("method")
+    rows = []
+    axis_values = pd.to_numeric(test[axis]).to_numpy(float)
+    for f in forecasts:
+        low = high = np.full(observed.size, np.nan)
+        if f.draws is not None:
+            low, high = np.quantile(f.draws, [0.05, 0.95], axis=0)
+        for i in range(observed.size):
+            rows.append(
+                {
+                    "method": f.method,
+                    axis: axis_values[i],
+                    "observed": observed[i],
+                    "median": f.median[i],
+                    "q05": low[i],
+                    "q95": high[i],
+                }
+            )
+    return BacktestResult(metrics, pd.DataFrame(rows), split, result)
+
+
+def _bayescale_forecast(result: Fit, points: pd.DataFrame, observed: np.ndarray) -> MethodForecast:
+    from bayescale.forecast import log_predictive_density
+
+    prediction = result.forecast(points)
+    draws = prediction.predictive.reshape(-1, prediction.n_points)
+    return MethodForecast(
+        "bayescale",
+        np.median(draws, axis=0),
+        draws,
+        log_predictive_density(result, points, observed),
+    )
+
+
+# ---------------------------------------------------------------------------- point fits
+def point_fit_forecast(
+    method: str,
+    law: Law,
+    inputs: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    test_inputs: Mapping[str, np.ndarray],
+    observed: np.ndarray,
+    bootstrap: int,
+    rng: np.random.Generator,
+) -> MethodForecast:
+    """A point-fit baseline with non-parametric bootstrap intervals (see the module docstring).
+
+    Fixed parameters keep their value. A failed fit gives a forecast of NaN with the reason.
+    """
+    fitter = _curve_fit if method == "curve_fit" else _huber_fit
+    free = [p for p in law.parameters if not p.prior.is_fixed]
+    fixed = {p.name: p.prior.fixed_value for p in law.parameters if p.prior.is_fixed}
+    try:
+        best = fitter(law, free, fixed, inputs, y, None, rng)
+    except (RuntimeError, ValueError, FloatingPointError) as exc:
+        return _failed(method, observed, f"{method} failed: {exc}")
+    if best is None:
+        return _failed(method, observed, f"{method} did not converge")
+    point = _predict(law, free, fixed, best, test_inputs)
+    curves = []
+    n = y.size
+    for _ in range(bootstrap):
+        sample = rng.integers(0, n, n)
+        subset = {k: v[sample] for k, v in inputs.items()}
+        try:
+            refit = fitter(law, free, fixed, subset, y[sample], best, rng)
+        except (RuntimeError, ValueError, FloatingPointError):
+            continue
+        if refit is not None:
+            curves.append(_predict(law, free, fixed, refit, test_inputs))
+    if not curves or not np.all(np.isfinite(point)) or np.any(point <= 0):
+        return _failed(method, observed, f"{method}: no usable bootstrap refit")
+    curves = np.array([c for c in curves if np.all(np.isfinite(c)) and np.all(c > 0)])
+    residual = np.log(y) - np.log(_predict(law, free, fixed, best, inputs))
+    spread = np.sqrt(np.var(np.log(curves), axis=0) + np.var(residual))
+    density = stats.norm(np.log(point), spread).logpdf(np.log(observed)) - np.log(observed)
+    return MethodForecast(method, point, curves, density)
+
+
+def _failed(method: str, observed: np.ndarray, note: str) -> MethodForecast:
+    return MethodForecast(method, np.full(observed.size, np.nan), note=note)
+
+
+def _predict(law, free, fixed, vector, inputs) -> np.ndarray:
+    theta = {p.name: value for p, value in zip(free, vector, strict=True)}
+    with np.errstate(all="ignore"):
+        return np.asarray(law.mean(inputs, {**theta, **fixed}, ops=NUMPY_OPS), dtype=float)
+
+
+def _prior_median(parameter) -> float:
+    prior = parameter.prior
+    samples = np.asarray(prior.to_numpyro().sample(_jax_key(0), (2001,)), dtype=float)
+    return float(np.median(samples))
+
+
+def _jax_key(seed: int):
+    import jax
+
+    return jax.random.PRNGKey(seed)
+
+
+def _curve_fit(law, free, fixed, inputs, y, start, rng):
+    """scipy's curve_fit on the raw outcome, within the parameters' supports."""
+    p0 = start if start is not None else np.array([_prior_median(p) for p in free])
+    lower = [p.support.low for p in free]
+    upper = [p.support.high for p in free]
+    p0 = np.clip(p0, np.nextafter(np.array(lower), np.inf), np.nextafter(np.array(upper), -np.inf))
+    names = list(inputs)
+    stacked = np.vstack([inputs[n] for n in names])
+
+    def model(flat_x, *params):
+        values = dict(zip(names, flat_x.reshape(len(names), -1), strict=True))
+        return _predict(law, free, fixed, np.array(params), values)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        params, _ = scipy.optimize.curve_fit(
+            model, stacked.ravel(), y, p0=p0, bounds=(lower, upper), maxfev=20000
+        )
+    return params if np.all(np.isfinite(params)) else None
+
+
+def _huber_fit(law, free, fixed, inputs, y, start, rng, starts: int = 64):
+    """Multi-start L-BFGS on the summed Huber loss of log residuals (Hoffmann et al. 2022)."""
+    links = [p.support for p in free]
+
+    def unpack(z):
+        return np.array([s.inverse_link(v, NUMPY_OPS) for s, v in zip(links, z, strict=True)])
+
+    def objective(z):
+        with np.errstate(all="ignore"):
+            prediction = _predict(law, free, fixed, unpack(z), inputs)
+            residual = np.log(prediction) - np.log(y)
+        if not np.all(np.isfinite(residual)):
+            return 1e30
+        absolute = np.abs(residual)
+        return float(
+            np.sum(
+                np.where(
+                    absolute <= HUBER_DELTA,
+                    0.5 * residual**2,
+                    HUBER_DELTA * (absolute - 0.5 * HUBER_DELTA),
+                )
+            )
+        )
+
+    if start is not None:
+        candidates = [np.array([s.link(v, NUMPY_OPS) for s, v in zip(links, start, strict=True)])]
+    else:
+        draws = np.column_stack(
+            [
+                np.asarray(p.prior.to_numpyro().sample(_jax_key(i + 1), (starts,)), dtype=float)
+                for i, p in enumerate(free)
+            ]
+        )
+        candidates = [
+            np.array([s.link(v, NUMPY_OPS) for s, v in zip(links, row, strict=True)])
+            for row in draws
+        ]
+    best, best_value = None, np.inf
+    for z0 in candidates:
+        if not np.all(np.isfinite(z0)):
+            continue
+        result = scipy.optimize.minimize(objective, z0, method="L-BFGS-B")
+        if result.fun < best_value:
+            best, best_value = result.x, result.fun
+    return None if best is None or best_value >= 1e30 else unpack(best)

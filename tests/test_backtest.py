@@ -1,0 +1,69 @@
+"""The back-testing harness: splits, scores, baselines and one end-to-end run."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from simulation import FAST, simulate
+
+import bayescale as bs
+from bayescale.backtest import MethodForecast, backtest, score, split_runs
+
+
+def test_splits():
+    frame = pd.DataFrame({"x": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "flag": [1] * 7 + [0] * 3})
+    assert split_runs(frame, "x", cut=4).train.tolist() == [0, 1, 2, 3]
+    assert split_runs(frame, "x", fraction=0.2).train.tolist() == [0, 1]
+    assert split_runs(frame, "x", fraction=0.55).test.tolist() == [6, 7, 8, 9]
+    assert split_runs(frame, "x", train_flag="flag").test.tolist() == [7, 8, 9]
+    with pytest.raises(bs.SettingsError, match="exactly one"):
+        split_runs(frame, "x", cut=4, fraction=0.5)
+    with pytest.raises(bs.SettingsError, match="no held-out runs"):
+        split_runs(frame, "x", cut=100)
+
+
+def test_scores_by_hand():
+    observed = np.array([1.0, 2.0, 4.0])
+    rng = np.random.default_rng(0)
+    # predictive draws centred on the truth with a known spread: every interval is calibrated
+    draws = observed * np.exp(rng.normal(0, 0.1, size=(200000, 3)))
+    forecast = MethodForecast("m", observed * np.exp(0.1), draws, np.array([-1.0, -2.0, -3.0]))
+    scores = score(forecast, observed)
+    assert scores["rmsle"] == pytest.approx(0.1)
+    assert scores["relative_error"] == pytest.approx(math.exp(0.1) - 1)
+    assert scores["mlpd"] == pytest.approx(-2.0)
+    # three points: coverage is 0, 1/3, 2/3 or 1; the truth sits at the median of its draws
+    assert scores["coverage_50"] == 1.0 and scores["coverage_95"] == 1.0
+    assert scores["msce"] == pytest.approx(
+        np.mean([(1 - q) ** 2 for q in np.arange(0.1, 0.91, 0.1)])
+    )
+    failed = score(MethodForecast("f", np.full(3, np.nan), note="diverged"), observed)
+    assert math.isnan(failed["rmsle"]) and failed["note"] == "diverged"
+
+
+def test_backtest_end_to_end():
+    frame = simulate(
+        "power_law_floor",
+        {"x": np.geomspace(1e5, 1e10, 16)},
+        {"L_inf": 1.7, "x0": 1e5, "alpha": 0.3},
+        0.01,
+        seed=4,
+    )
+    result = backtest(
+        frame,
+        "power_law_floor",
+        y="loss",
+        axis="x",
+        fraction=0.6,
+        bootstrap=50,
+        fit_options={**FAST, "draws": 1000},
+    )
+    metrics = result.metrics
+    assert list(metrics.index) == ["bayescale", "curve_fit", "huber", "last_value"]
+    assert result.split.test.size == 6
+    # data simulated from the law with 1% noise: a correct fit forecasts within a few percent
+    assert metrics.loc["bayescale", "rmsle"] < 0.05
+    assert metrics.loc["bayescale", "rmsle"] < metrics.loc["last_value", "rmsle"]
+    assert np.isfinite(metrics.loc["bayescale", "mlpd"])
+    assert set(result.forecasts["method"]) == set(metrics.index)
