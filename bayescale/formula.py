@@ -28,6 +28,7 @@ bayescale.errors.FormulaError: formula 'N.__class__': attribute access ('.__clas
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -222,7 +223,60 @@ def pytensor_ops() -> SimpleNamespace:
     def on_float64(function):
         return lambda *arguments: function(*(float64(a) for a in arguments))
 
+    tensor_namespace = SimpleNamespace(
+        asarray=lambda value, dtype=None: pt.as_tensor_variable(value).astype("float64"),
+        broadcast_arrays=pt.broadcast_arrays,
+        zeros_like=pt.zeros_like,
+        exp=pt.exp,
+        log=pt.log,
+        expm1=pt.expm1,
+        clip=pt.clip,
+        maximum=pt.maximum,
+        minimum=pt.minimum,
+    )
+    exp1 = _pytensor_exp1()
+    functions["effective_epochs"] = lambda r, tau: effective_epochs(
+        r, tau, xp=tensor_namespace, exp1=exp1
+    )
     return SimpleNamespace(**{name: on_float64(f) for name, f in functions.items()})
+
+
+@functools.cache
+def _pytensor_exp1():
+    """The exponential integral ``E1`` as a PyTensor operation (SciPy's values, gradient
+    ``-exp(-x) / x``, JAX's ``exp1`` when PyMC runs the graph with a JAX sampler).
+
+    PyTensor has no ``E1``; built on first use so that importing this module needs no PyTensor.
+    PyTensor's Numba backend runs it in object mode (SciPy's function, called per array).
+    """
+    import pytensor.tensor as pt
+    import scipy.special
+    from pytensor.graph.basic import Apply
+    from pytensor.graph.op import Op
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    class Exp1(Op):
+        __props__ = ()
+
+        def make_node(self, x):
+            x = pt.as_tensor_variable(x)
+            return Apply(self, [x], [x.type()])
+
+        def perform(self, node, inputs, outputs):
+            value = scipy.special.exp1(inputs[0])
+            outputs[0][0] = np.asarray(value, dtype=node.outputs[0].dtype)
+
+        def pullback(self, inputs, outputs, cotangents):
+            (x,) = inputs
+            return [cotangents[0] * (-pt.exp(-x) / x)]
+
+    @jax_funcify.register(Exp1)
+    def _jax_exp1(op, **kwargs):
+        from jax.scipy.special import exp1
+
+        return exp1
+
+    return Exp1()
 
 
 _BINARY_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)

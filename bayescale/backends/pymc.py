@@ -58,6 +58,8 @@ from bayescale.model import (
     OBSERVED_SITE,
     Design,
     ModelSpec,
+    _on_groups,
+    _reference_coordinate,
     at_runs,
     split_parameters,
 )
@@ -217,6 +219,11 @@ def _floor_block(spec: ModelSpec, terms, values: dict, logs: dict) -> dict[str, 
     return {term.name: log_reducible + shares[j] for j, term in enumerate(terms)}
 
 
+def _hyperparameter(name: str, prior: Prior):
+    """A population value or spread: its constant when the prior is Fixed, else a variable."""
+    return prior.fixed_value if prior.is_fixed else prior_variable(name, prior)
+
+
 def _group_values(pooling: Pooling, center, sd):
     """Group values on the link scale, ``Normal(center, sd)`` per group, centred or not.
 
@@ -255,7 +262,8 @@ def _sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict, dict]:
     population: dict[str, Any] = {}
     floor_terms = spec.floor_terms()
     term_logs = _floor_block(spec, floor_terms, values, logs) if floor_terms else {}
-    for param in spec.sampling_order():
+    nested = design.nested
+    for param in spec.sampling_order(nested):
         name = param.name
         if name == spec.law.floor and floor_terms:
             continue  # sampled in the floor block
@@ -265,16 +273,16 @@ def _sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict, dict]:
         if regression is not None:
             for coefficient in regression.coefficient_names:
                 values[coefficient] = prior_variable(coefficient, spec.priors[coefficient])
-        if prior.is_fixed:
+        if prior.is_fixed and pooling is None:
             values[name] = population[name] = prior.fixed_value
             continue
         if pooling is not None:
-            sd = prior_variable(pooling.sd_name, spec.priors[pooling.sd_name])
-        if not spec.uses_reference(param):
+            sd = _hyperparameter(pooling.sd_name, spec.priors[pooling.sd_name])
+        if not spec.uses_reference(param, nested):
             if pooling is None:
                 values[name] = population[name] = prior_variable(name, prior)
                 continue
-            pop = prior_variable(pooling.population_name, prior)
+            pop = _hyperparameter(pooling.population_name, prior)
             population[name] = pop
             center = _group_center(pooling, param.support.link(pop, ops), design, spec, values)
             link_value = _group_values(pooling, center, sd)
@@ -286,20 +294,31 @@ def _sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict, dict]:
             continue
 
         ref = param.reference
-        u = term_logs[name] if name in term_logs else pm.Flat(name + INTERNAL_MARK + "ref")
-        log_pop, log_jacobian = _reference_log_value(ref, u, population, design.log_reference, ops)
-        pm.Potential(
-            name + INTERNAL_MARK + "prior", _log_density_of_log(prior, log_pop) + log_jacobian
-        )
+        if name in term_logs:
+            u = term_logs[name]
+        elif prior.is_fixed:  # a pooled parameter whose population value is held fixed
+            log_pop = np.log(prior.fixed_value)
+            u = _reference_coordinate(ref, log_pop, population, design.log_reference, ops)
+        else:
+            u = pm.Flat(name + INTERNAL_MARK + "ref")
+        if not prior.is_fixed:
+            log_pop, log_jacobian = _reference_log_value(
+                ref, u, population, design.log_reference, ops
+            )
+            pm.Potential(
+                name + INTERNAL_MARK + "prior", _log_density_of_log(prior, log_pop) + log_jacobian
+            )
         population[name] = pt.exp(log_pop)
         if pooling is None:
             values[name] = pm.Deterministic(name, pt.exp(log_pop))
             logs[name] = log_pop
             continue
-        pm.Deterministic(pooling.population_name, pt.exp(log_pop))
+        if not prior.is_fixed:
+            pm.Deterministic(pooling.population_name, pt.exp(log_pop))
         u_group = _group_values(pooling, _group_center(pooling, u, design, spec, values), sd)
-        # the group's own exponents where they are pooled over the same column
-        log_group, _ = _reference_log_value(ref, u_group, values, design.log_reference, ops)
+        # the group's own exponents where pooled (through each label's parent when nested)
+        on_groups = _on_groups(values, spec, design, pooling.group)
+        log_group, _ = _reference_log_value(ref, u_group, on_groups, design.log_reference, ops)
         values[name] = pm.Deterministic(name, pt.exp(log_group), dims=pooling.group)
         logs[name] = log_group
     return values, logs
