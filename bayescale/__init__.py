@@ -16,7 +16,7 @@ Examples
 from importlib import metadata
 
 from bayescale import datasets
-from bayescale.backtest import BacktestResult, backtest
+from bayescale.backtest import BacktestResult, CurvesBacktest, backtest, backtest_curves
 from bayescale.batch import BatchFit, fit_batch
 from bayescale.compare import Comparison, Crossover, compare, compare_groups
 from bayescale.data import Runs, load_points, load_runs
@@ -50,6 +50,7 @@ __all__ = [
     "BacktestResult",
     "OBSERVATION_MODELS",
     "BatchFit",
+    "CurvesBacktest",
     "BayescaleError",
     "Comparison",
     "Crossover",
@@ -76,6 +77,7 @@ __all__ = [
     "Selection",
     "SettingsError",
     "backtest",
+    "backtest_curves",
     "build_report",
     "catalog",
     "compare",

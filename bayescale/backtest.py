@@ -14,6 +14,10 @@ otherwise reach for:
 ``last_value``
     the last observed outcome along the axis (no interval).
 
+:func:`backtest_curves` does the same for many curves at once (a benchmark of learning curves):
+each candidate law is fitted to every curve in one batched program, PSIS-LOO stacking picks per
+curve, and :meth:`CurvesBacktest.table` pools the scores by domain.
+
 Scores, over the held-out runs (``y`` observed, ``m`` the method's median forecast):
 
 * ``rmsle``: ``sqrt(mean((log m - log y)^2))``, the metric of Alabdulmohsin et al. (2022) and
@@ -61,6 +65,7 @@ COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
 """Central-interval masses whose coverage is reported."""
 CALIBRATION_LEVELS = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2))
 """Central-interval masses averaged in the mean squared calibration error."""
+_ALL_LEVELS = tuple(sorted({*COVERAGE_LEVELS, *CALIBRATION_LEVELS}))
 BASELINES = ("curve_fit", "huber", "last_value")
 HUBER_DELTA = 1e-3
 """Knee of the Huber loss of Hoffmann et al. (2022) and Besiroglu et al. (2024)."""
@@ -464,3 +469,214 @@ def _huber_fit(law, free, fixed, inputs, y, start, rng, starts: int = 64):
         if result.fun < best_value:
             best, best_value = result.x, result.fun
     return None if best is None or best_value >= 1e30 else unpack(best)
+
+
+# ---------------------------------------------------------------------------- many curves
+@dataclass(frozen=True, eq=False)
+class CurvesBacktest:
+    """Scores of a back-test over many curves (see :func:`backtest_curves`).
+
+    Attributes
+    ----------
+    scores : DataFrame
+        One row per curve and method: the curve's label, its ``group`` (for example the domain),
+        the number of held-out points, the scores of :func:`score`, and for bayescale the law
+        with the largest stacking weight and whether any candidate passed the adequacy checks.
+    points : DataFrame
+        One row per held-out point and method: observed value, median and 90% interval.
+    """
+
+    scores: pd.DataFrame
+    points: pd.DataFrame
+
+    def table(self) -> pd.DataFrame:
+        """Per group and method: median and mean RMSLE over curves, mean relative error and
+        MLPD, coverage of every central interval over all held-out points, and MSCE of the
+        pooled coverages."""
+        rows = []
+        for (group, method), part in self.points.groupby(["group", "method"], sort=True):
+            curves = self.scores[
+                (self.scores["group"] == group) & (self.scores["method"] == method)
+            ]
+            row = {
+                "group": group,
+                "method": method,
+                "curves": len(curves),
+                "points": len(part),
+                "median_rmsle": float(np.nanmedian(curves["rmsle"])),
+                "mean_rmsle": float(np.nanmean(curves["rmsle"])),
+                "relative_error": float(np.nanmean(curves["relative_error"])),
+                "mlpd": float(part["log_density"].mean()),  # NaN for a method without density
+            }
+            pooled = {q: float(part[f"in_{round(q * 100)}"].mean()) for q in _ALL_LEVELS}
+            for level in COVERAGE_LEVELS:
+                row[f"coverage_{round(level * 100)}"] = pooled[level]
+            row["msce"] = float(np.mean([(pooled[q] - q) ** 2 for q in CALIBRATION_LEVELS]))
+            rows.append(row)
+        return pd.DataFrame(rows).set_index(["group", "method"])
+
+
+def backtest_curves(
+    frame: pd.DataFrame,
+    laws: Sequence[str | Law],
+    *,
+    by: str,
+    y: str,
+    axis: str,
+    group: str | None = None,
+    fraction: float | None = None,
+    train_flag: str | None = None,
+    baselines: Sequence[str] = BASELINES,
+    baseline_law: str | Law | None = None,
+    bootstrap: int = 200,
+    seed: int = 0,
+    fit_options: Mapping[str, Any] | None = None,
+) -> CurvesBacktest:
+    """Back-test many curves at once: batched fits of each candidate law, law selection per curve.
+
+    Each curve (the rows sharing a value of ``by``) is split by ``fraction`` or ``train_flag``
+    (as in :func:`split_runs`). Every candidate law is fitted to all the training parts in one
+    compiled program (:func:`bayescale.batch.fit_batch`). With several candidates, each curve's
+    forecast is the stacked forecast of :func:`bayescale.selection.select` (PSIS-LOO stacking
+    weights; its mixture predictive density is scored), given even where no candidate passes the
+    adequacy checks (recorded in the ``adequate`` column) so that every curve is scored. The
+    baselines fit ``baseline_law`` (default: the first candidate) curve by curve.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    laws : sequence of str or Law
+        Candidate laws with a single input, the column ``axis``.
+    by : str
+        Column labelling the curves.
+    y, axis : str
+        Outcome column and the scale column (the laws' input).
+    group : str, optional
+        Column grouping curves in the summary table (for example a domain).
+    fraction, train_flag
+        The split of each curve; see :func:`split_runs`.
+    baselines, bootstrap, seed
+        As in :func:`backtest`.
+    baseline_law : str or Law, optional
+    fit_options : mapping, optional
+        Passed to :func:`bayescale.batch.fit_batch` (``draws``, ``priors``, ...).
+
+    Returns
+    -------
+    CurvesBacktest
+    """
+    from bayescale.batch import fit_batch
+    from bayescale.forecast import log_predictive_density
+    from bayescale.selection import select
+
+    laws = [get_law(law) for law in laws]
+    if any(len(law.input_names) != 1 for law in laws) or len({law.input_names for law in laws}) > 1:
+        raise SettingsError(
+            "the candidate laws must have one input, with the same name in each: "
+            + ", ".join(f"{law.name} ({', '.join(law.input_names)})" for law in laws)
+        )
+    input_name = laws[0].input_names[0]
+    baseline_law = get_law(baseline_law) if baseline_law is not None else laws[0]
+    if baseline_law.input_names != (input_name,):
+        raise SettingsError(f"the baseline law must have the one input {input_name!r}")
+    for column in (by, y, axis, *([group] if group else [])):
+        if column not in frame.columns:
+            raise DataError(
+                f"column {column!r} not found; columns: {', '.join(map(str, frame.columns))}"
+            )
+    splits, train_parts = {}, {}
+    for label, curve in frame.groupby(by, sort=True):
+        curve = curve.reset_index(drop=True)
+        split = split_runs(curve, axis, fraction=fraction, train_flag=train_flag)
+        splits[str(label)] = (curve, split)
+        train_parts[str(label)] = curve.iloc[split.train].reset_index(drop=True)
+    options = {"seed": seed, **dict(fit_options or {})}
+    batches = {}
+    for law in laws:
+        with warnings.catch_warnings():  # each fit's convergence is scored below, not raised
+            warnings.simplefilter("ignore")
+            batches[law.name] = fit_batch(train_parts, law, y=y, x={input_name: axis}, **options)
+    rng = np.random.default_rng(seed)
+    score_rows, point_rows = [], []
+    for label, (curve, split) in splits.items():
+        train, test = curve.iloc[split.train], curve.iloc[split.test]
+        observed = pd.to_numeric(test[y]).to_numpy(float)
+        train_x = pd.to_numeric(train[axis]).to_numpy(float)
+        train_y = pd.to_numeric(train[y]).to_numpy(float)
+        test_x = pd.to_numeric(test[axis]).to_numpy(float)
+        points = pd.DataFrame({input_name: test_x})
+        fits = {name: batch.fits[label] for name, batch in batches.items()}
+        info = {"converged": all(fit.diagnostics.converged for fit in fits.values())}
+        if len(fits) == 1:
+            ((name, fit),) = fits.items()
+            bayes = _bayescale_forecast(fit, points, observed)
+            info.update(law=name, adequate=True)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                selection = select(fits)
+            stacked = selection.forecast(points, seed=seed, force=True)
+            draws = stacked.predictive.reshape(-1, observed.size)
+            # the stacked predictive density: log sum_k w_k p_k(y)
+            log_terms = [
+                np.log(max(float(selection.weights[name]), 1e-300))
+                + log_predictive_density(fit, points, observed)
+                for name, fit in fits.items()
+            ]
+            density = np.logaddexp.reduce(np.array(log_terms), axis=0)
+            bayes = MethodForecast("bayescale", np.median(draws, axis=0), draws, density)
+            info.update(law=selection.best, adequate=selection.adequate)
+        forecasts = [bayes]
+        for name in baselines:
+            if name == "last_value":
+                last = train_y[np.argmax(train_x)]
+                forecasts.append(MethodForecast("last_value", np.full(observed.size, last)))
+            else:
+                forecasts.append(
+                    point_fit_forecast(
+                        name,
+                        baseline_law,
+                        {input_name: train_x},
+                        train_y,
+                        {input_name: test_x},
+                        observed,
+                        bootstrap,
+                        rng,
+                    )
+                )
+        group_value = str(curve[group].iloc[0]) if group else "all"
+        for forecast in forecasts:
+            row = {"curve": label, "group": group_value, "held_out": observed.size}
+            row.update(score(forecast, observed))
+            if forecast.method == "bayescale":
+                row.update(info)
+            score_rows.append(row)
+            point_rows.extend(_point_rows(label, group_value, forecast, observed))
+    return CurvesBacktest(pd.DataFrame(score_rows), pd.DataFrame(point_rows))
+
+
+def _point_rows(label: str, group: str, forecast: MethodForecast, observed: np.ndarray) -> list:
+    """Held-out points of one curve and method, with which central intervals hold each."""
+    rows = []
+    bounds = {}
+    if forecast.draws is not None:
+        for level in _ALL_LEVELS:
+            bounds[level] = np.quantile(forecast.draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    for i, value in enumerate(observed):
+        row = {
+            "curve": label,
+            "group": group,
+            "method": forecast.method,
+            "observed": value,
+            "median": forecast.median[i],
+            "log_density": math.nan if forecast.log_density is None else forecast.log_density[i],
+        }
+        for level in _ALL_LEVELS:
+            key = f"in_{round(level * 100)}"
+            if level in bounds:
+                low, high = bounds[level][0][i], bounds[level][1][i]
+                row[key] = float(low <= value <= high)
+            else:
+                row[key] = math.nan
+        rows.append(row)
+    return rows

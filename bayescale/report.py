@@ -201,14 +201,32 @@ def _markdown_block(block: Block) -> list[str]:
         caption, png = block.content
         return [f"![{caption}]({_png_uri(png)})", "", f"*{caption}*"]
     if block.kind == "table":
-        frame: pd.DataFrame = block.content
-        header = [frame.index.name or "", *map(str, frame.columns)]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for index, row in frame.iterrows():
-            cells = [str(index), *(_format(v) for v in row.tolist())]
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-        return lines
+        return markdown_table(block.content).splitlines()
     raise ValueError(f"unknown block kind {block.kind!r}")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table (index first; numbers to 4 significant digits).
+
+    Examples
+    --------
+    >>> print(markdown_table(pd.DataFrame({"p": [0.25]}, index=pd.Index(["a"], name="law"))))
+    | law | p |
+    |---|---|
+    | a | 0.25 |
+    """
+    header = [
+        ", ".join(map(str, frame.index.names))
+        if frame.index.name or frame.index.nlevels > 1
+        else "",
+        *map(str, frame.columns),
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, row in frame.iterrows():
+        label = " / ".join(map(str, index)) if isinstance(index, tuple) else str(index)
+        cells = [label, *(_format(v) for v in row.tolist())]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def _format(value: Any) -> str:

@@ -6,7 +6,8 @@ Run from the repository root::
     python -m benchmarks.learning_curves --one-by-one 92  # every curve one by one too (slow)
     python -m benchmarks.learning_curves --quick          # 8 curves, 4 chains x 500 draws
 
-Data: the 92 learning curves of Alabdulmohsin et al. (2022) (``benchmarks/data/learning_curves``:
+Data: the 92 learning curves of Alabdulmohsin et al. (2022)
+(``case_studies/learning_curves_revisiting/data``:
 20 language and 72 vision curves, the fitting split, at most 32 points each). Model: the catalog's
 ``power_law_floor`` (``L = L_inf + (x0 / x)^alpha``, x = examples seen) per curve, log-normal
 observation model, 4 chains x 1000 draws.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,7 +39,6 @@ from bayescale.errors import ConvergenceWarning
 from bayescale.inference import SamplerSettings
 from bayescale.model import ModelSpec
 from benchmarks.common import (
-    DATA,
     Measurement,
     machine,
     measure_bayescale,
@@ -46,10 +47,18 @@ from benchmarks.common import (
 )
 
 KEYS = ["Domain", "Task", "Model"]
+LEARNING_CURVES = (
+    Path(__file__).resolve().parents[1]
+    / "case_studies"
+    / "learning_curves_revisiting"
+    / "data"
+    / "curves.csv"
+)
 
 
 def curves_frame(curves: int | None = None, seed: int = 0) -> pd.DataFrame:
-    frame = pd.read_csv(DATA / "learning_curves" / "curves.csv")
+    frame = pd.read_csv(LEARNING_CURVES)
+    frame = frame[frame["Training"] == 1]
     frame["curve"] = frame[KEYS].astype(str).agg(" / ".join, axis=1)
     if curves is not None:
         labels = frame["curve"].drop_duplicates()
