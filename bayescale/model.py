@@ -28,6 +28,7 @@ Names that contain ``__`` are sampler coordinates; they never appear in results.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,12 +38,19 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import numpyro.distributions.distribution
 from numpyro.infer.reparam import LocScaleReparam
 
 from bayescale.data import Runs
 from bayescale.errors import DataError, PriorError
 from bayescale.formula import jax_ops
 from bayescale.laws import Law, Parameter, Reference, get_law
+
+if not hasattr(dist, "distribution"):
+    # ArviZ loads numpyro through lazy_loader; when ArviZ is imported before numpyro, the
+    # package numpyro.distributions lacks its ``distribution`` attribute, which numpyro.factor
+    # reads. Put it back (the module itself is loaded).
+    dist.distribution = sys.modules["numpyro.distributions.distribution"]
 from bayescale.likelihoods import Censored, ObservationModel, get_observation_model
 from bayescale.priors import Pooling, Prior
 

@@ -264,3 +264,27 @@ def test_floor_declaration_is_checked():
     assert bs.get_law("overtraining").floor == "E"  # a M^eta C^-eta: two-input references
     assert ModelSpec.create("chinchilla").floor_terms()
     assert not ModelSpec.create("chinchilla", pool=["E|family"]).floor_terms()
+
+
+def test_models_work_when_arviz_is_imported_before_bayescale():
+    """ArviZ loads numpyro lazily; imported first, it left numpyro.distributions without the
+    attribute numpyro.factor reads, and every floor model failed (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import arviz_stats, jax\n"
+        "import bayescale as bs\n"
+        "from bayescale.model import Design, ModelSpec, numpyro_model\n"
+        "import numpyro\n"
+        "spec = ModelSpec.create('chinchilla')\n"
+        "runs = bs.load_runs(bs.datasets.chinchilla(), law=spec.law, y='loss')\n"
+        "model = numpyro_model(spec, Design.from_runs(runs, spec))\n"
+        "from numpyro.infer.util import initialize_model\n"
+        "with jax.enable_x64(True):\n"
+        "    info = initialize_model(jax.random.PRNGKey(0), model)[0]\n"
+        "print(sorted(info.z)[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "__level"  # the floor block's first coordinate
