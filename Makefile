@@ -25,6 +25,7 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 	  >/dev/null; } || echo "warning: chromium is not installed; the report tests will fail"
 
+# Two pytest workers (the test files are shared out whole, so module fixtures are built once).
 test: venv chromium
 	$(PIP) -e ".[test]"
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
