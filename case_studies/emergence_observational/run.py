@@ -69,7 +69,7 @@ def load() -> pd.DataFrame:
 def settings(smoke: bool) -> dict:
     if smoke:
         return {"chains": 2, "draws": 150, "warmup": 150, "starts": 8}
-    return {"chains": 4, "draws": 1000, "warmup": 1000, "target_accept": 0.95}
+    return {"chains": 4, "draws": 1000, "warmup": 1000, "target_accept": 0.99}
 
 
 def population_predictive(fit, law, points: pd.DataFrame, seed: int) -> pd.DataFrame:

@@ -190,10 +190,14 @@ def main(argv=None) -> int:
         )
         report[label] = predict(fit, target, stable, vertex_lr, measured_min)
 
-    import arviz_stats
-
-    loo = arviz_stats.compare({label: fit.datatree for label, fit in fits.items()})
+    loo, constant = loo_compare(fits)
     print("\nPSIS-LOO on the fitted runs:")
+    if constant:
+        print(
+            f"  ({len(constant)} left-censored runs have the same log-likelihood in every draw of "
+            f"every fit, {constant}: each adds exactly that constant to each fit's elpd, so they "
+            "are left out of the importance sampling, which cannot handle a constant)"
+        )
     print(loo)
     report["loo"] = loo.reset_index().to_dict(orient="records")
 
@@ -235,6 +239,36 @@ def main(argv=None) -> int:
     plot(fits, test.rename(columns={"c4": "loss"}), target, out / "lr_penalty_400m.png")
     print(f"\nwrote {out / 'report.json'} and {out / 'lr_penalty_400m.png'}")
     return 0
+
+
+def loo_compare(fits: dict):
+    """PSIS-LOO comparison of the fits, leaving out runs whose pointwise log-likelihood is one
+    constant in every draw of every fit.
+
+    A left-censored run far above the curve has log P(loss < value) = 0 in every draw. Its
+    leave-one-out density is then exactly that constant (all importance weights are equal), the
+    same in every fit, but the Pareto tail fit of PSIS fails on a constant ("All tail values are
+    the same"). Returns the comparison and the constants of the runs left out.
+    """
+    import arviz_stats
+
+    trees = {label: fit.datatree for label, fit in fits.items()}
+    matrices = []
+    for tree in trees.values():
+        log_likelihood = tree["log_likelihood"].to_dataset()
+        (variable,) = log_likelihood.data_vars
+        array = log_likelihood[variable]
+        (run_dim,) = [d for d in array.dims if d not in ("chain", "draw")]
+        matrices.append(array.values.reshape(-1, array.sizes[run_dim]))
+    stacked = np.concatenate(matrices)
+    constant = np.all(stacked == stacked[:1], axis=0)
+    keep = np.flatnonzero(~constant)
+    if constant.any():
+        trees = {
+            label: tree.isel({run_dim: keep}, missing_dims="ignore")
+            for label, tree in trees.items()
+        }
+    return arviz_stats.compare(trees), [float(v) for v in stacked[0, constant]]
 
 
 def predict(fit, target, stable, vertex_lr, measured_min) -> dict:
