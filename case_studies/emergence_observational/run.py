@@ -8,8 +8,9 @@ BLOOM and XGLM barely start; Qwen and Phi rise early). The law is the APGW emerg
 
 with the AFT scale ``aft`` pooled over model families: a family's ``aft`` multiplies its compute,
 so ``aft[family] / aft_pop`` is that family's *effective-compute multiplier*. The shape (how
-sharp the emergence is) is shared. Counts of correct answers out of 2,000 get a beta-binomial
-likelihood (models of one family still differ).
+sharp the emergence is) is shared; ``ph`` and ``kappa`` are held at 1 (the Weibull member, see
+PRIORS), which these curves cannot tell apart from the rest of the family. Counts of correct
+answers out of 2,000 get a beta-binomial likelihood (models of one family still differ).
 
 Protocol of Ruan et al. (2024): fit on models below 8.4e22 FLOP (Llama-2-7B), predict the larger
 ones. Families seen in the fit are predicted with their own ``aft``; families seen only among the
