@@ -95,14 +95,20 @@ def sweep_fit(law):
 @pytest.fixture(scope="module")
 def pooled_fit(law):
     """The penalty's curvature differs by dataset (as C4 and Wikipedia losses of the same runs
-    might); it is pooled over datasets. One batch size only, so lr_b is not identified."""
+    might); it is pooled over datasets. One batch size only, so lr_b is not identified.
+
+    The pooling is centred: each dataset has 15 runs at 1% noise, so its curvature is pinned by
+    its own data (posterior sd of log c_lr about 0.03 against a spread of about 0.6 between
+    datasets). In the non-centred form ``log c_lr[g] = mu + sd * z[g]`` that makes a narrow
+    ridge in (mu, sd, z) (the reverse funnel); the non-centred fit had R-hat 1.02, ESS 299 and
+    3 divergences, the centred one passes every gate with ESS above 1000."""
     groups = {"c4": {"c_lr": 0.05}, "web": {"c_lr": 0.1}, "wiki": {"c_lr": 0.2}}
     frame = simulate_sweep(law, TRUTH, np.geomspace(1e6, 1e10, 5), [512], [0.3, 1, 3], 3, groups)
     return bs.fit(
         frame,
         law,
         y="loss",
-        pool=["c_lr|dataset"],
+        pool=[bs.Pooling("c_lr", "dataset", centered=True)],
         priors=PRIORS,
         seed=4,
         target_accept=0.95,

@@ -159,6 +159,8 @@ def main(argv=None) -> int:
         entry = report[name]
         predicted = entry.get("predicted", entry.get("predicted_median"))
         extra = f", {entry['inside_90']} inside the 90% interval" if "inside_90" in entry else ""
+        if entry.get("converged") is False:
+            extra += " (NOT CONVERGED: do not trust)"
         print(
             f"  {name:<28}  {np.round(predicted, 4).tolist()}  RMSLE "
             f"{entry['rmsle_extrapolate']:.4f}{extra}"

@@ -190,12 +190,22 @@ def main(argv=None) -> int:
         )
         report[label] = predict(fit, target, stable, vertex_lr, measured_min)
 
-    import arviz_stats
-
-    loo = arviz_stats.compare({label: fit.datatree for label, fit in fits.items()})
     print("\nPSIS-LOO on the fitted runs:")
-    print(loo)
-    report["loo"] = loo.reset_index().to_dict(orient="records")
+    try:
+        loo, n_left_out, left_out = loo_compare(fits)
+    except ValueError as error:  # the prediction below does not depend on it: report, go on
+        print(f"  PSIS-LOO COMPARISON FAILED: {error}")
+        report["loo"] = f"failed: {error}"
+    else:
+        if n_left_out:
+            print(
+                f"  ({n_left_out} left-censored runs have a constant log-likelihood in every draw "
+                "of a fit; PSIS cannot handle a constant, so they are left out of every fit's "
+                f"elpd; their summed posterior-mean log-likelihood per fit: {left_out})"
+            )
+        print(loo)
+        report["loo"] = loo.reset_index().to_dict(orient="records")
+        report["loo_runs_left_out"] = {"runs": n_left_out, "log_likelihood": left_out}
 
     print(f"\n400M held-out sweep (fit on N < {HOLD_OUT_N:.0e}):")
     print(
@@ -235,6 +245,41 @@ def main(argv=None) -> int:
     plot(fits, test.rename(columns={"c4": "loss"}), target, out / "lr_penalty_400m.png")
     print(f"\nwrote {out / 'report.json'} and {out / 'lr_penalty_400m.png'}")
     return 0
+
+
+def loo_compare(fits: dict):
+    """PSIS-LOO comparison of the fits, leaving out runs whose pointwise log-likelihood is one
+    constant in every draw of some fit.
+
+    A left-censored run far above the curve has log P(loss < value) = 0 in every draw. Its
+    leave-one-out density in that fit is then exactly that constant (all importance weights are
+    equal), but the Pareto tail fit of PSIS fails on a constant ("All tail values are the same").
+    Such runs are left out of the comparison of every fit; returns the comparison and, per fit,
+    the summed posterior-mean log-likelihood of the runs left out (what they would add).
+    """
+    import arviz_stats
+
+    trees = {label: fit.datatree for label, fit in fits.items()}
+    matrices = {}
+    for label, tree in trees.items():
+        log_likelihood = tree["log_likelihood"].to_dataset()
+        (variable,) = log_likelihood.data_vars
+        array = log_likelihood[variable]
+        (run_dim,) = [d for d in array.dims if d not in ("chain", "draw")]
+        matrices[label] = array.values.reshape(-1, array.sizes[run_dim])
+    constant = np.zeros(next(iter(matrices.values())).shape[1], dtype=bool)
+    for matrix in matrices.values():
+        constant |= np.all(matrix == matrix[:1], axis=0)
+    left_out = {
+        label: float(matrix[:, constant].mean(axis=0).sum()) for label, matrix in matrices.items()
+    }
+    if constant.any():
+        keep = np.flatnonzero(~constant)
+        trees = {
+            label: tree.isel({run_dim: keep}, missing_dims="ignore")
+            for label, tree in trees.items()
+        }
+    return arviz_stats.compare(trees), int(constant.sum()), left_out
 
 
 def predict(fit, target, stable, vertex_lr, measured_min) -> dict:
