@@ -15,7 +15,8 @@ Run from the repository root:
     python case_studies/goldfish_multilingual/run.py            # full analysis (about an hour)
     python case_studies/goldfish_multilingual/run.py --smoke    # a few languages, a few minutes
 
-Tables are printed; results.json and figures go to case_studies/goldfish_multilingual/output/.
+Tables are printed; results.json goes to case_studies/goldfish_multilingual/output/ and the
+figure to case_studies/goldfish_multilingual/figures/ (neither is kept in git).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import bayescale as bs
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
+FIGURES = HERE / "figures"
+"""Figures are written here when the script runs (not kept in git)."""
 STANDARD_SIZES = ["5mb", "10mb", "100mb", "1000mb"]
 
 REFERENCE_MB = 20.0
@@ -259,7 +262,8 @@ def run_goldfish(settings: dict, smoke: bool, out: Path) -> dict:
             *pooled.loc["alpha_sd", ["median", "q05", "q95"]],
         )
     )
-    figure(scores, out / "goldfish_heldout.png")
+    FIGURES.mkdir(exist_ok=True)
+    figure(scores, FIGURES / "goldfish_heldout.png")
     for kind, table_ in scores.items():
         table_.to_csv(out / f"goldfish_heldout_{kind}.csv", index=False)
     return {
@@ -408,9 +412,13 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few languages, short chains")
     parser.add_argument("--part", choices=("goldfish", "xglm", "all"), default="all")
     parser.add_argument("--out", type=Path, default=HERE / "output")
+    parser.add_argument(
+        "--draws", type=int, default=None, help="draws and warmup per chain (1000; smoke 200)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    settings = {"chains": 4, "draws": 300 if args.smoke else 1000, "warmup": 300 if args.smoke else 1000}
+    draws = args.draws or (200 if args.smoke else 1000)
+    settings = {"chains": 4, "draws": draws, "warmup": draws}
     settings.update(seed=1, target_accept=0.95)
     results = {}
     if args.part in ("goldfish", "all"):

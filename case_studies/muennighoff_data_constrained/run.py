@@ -99,11 +99,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="one fit with short chains")
     parser.add_argument("--out", type=Path, default=HERE / "output")
+    parser.add_argument(
+        "--draws", type=int, default=None, help="draws and warmup per chain (1000; smoke 200)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     frame = runs()
     print(f"{len(frame)} runs: N {frame['N'].min():.3g}..{frame['N'].max():.3g}, epochs up to {frame['epochs'].max():.0f}")
-    draws = 300 if args.smoke else 1000
+    draws = args.draws or (200 if args.smoke else 1000)
     settings = {"chains": 4, "draws": draws, "warmup": draws, "seed": 2024, "target_accept": 0.95}
     results = {}
 
