@@ -179,15 +179,9 @@ def fit_joint(
     frame = frame.copy()
     frame[CELL_COLUMN] = pair_weight_labels(frame[pair], frame[weight])
     pool = [
-        Pooling(
-            "alpha", pair, centered="alpha" in centred, covariates=tuple(pair_covariates)
-        ),
-        Pooling(
-            "L_inf", pair, centered="L_inf" in centred, covariates=tuple(pair_covariates)
-        ),
-        Pooling(
-            "beta", CELL_COLUMN, centered="beta" in centred, covariates=tuple(cell_covariates)
-        ),
+        Pooling("alpha", pair, centered="alpha" in centred, covariates=tuple(pair_covariates)),
+        Pooling("L_inf", pair, centered="L_inf" in centred, covariates=tuple(pair_covariates)),
+        Pooling("beta", CELL_COLUMN, centered="beta" in centred, covariates=tuple(cell_covariates)),
     ]
     return fit_law(frame, "multilingual", y=y, x={"N": N}, pool=pool, priors=priors, **sampler)
 

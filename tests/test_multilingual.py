@@ -321,20 +321,31 @@ def test_fixed_population_and_spread_give_independent_groups():
     """Fixed on a pooled parameter and on its spread: every group gets the same prior
     independently (no pooling), the comparison partial pooling is measured against. The group
     values are still sampled; the fixed hyperparameters are not in the posterior."""
-    frame = pd.DataFrame({"N": [1e7, 1e8, 1e7, 1e8], "pair": ["a", "a", "b", "b"], "loss": [3.0, 2.5, 3.2, 2.9]})
+    frame = pd.DataFrame(
+        {"N": [1e7, 1e8, 1e7, 1e8], "pair": ["a", "a", "b", "b"], "loss": [3.0, 2.5, 3.2, 2.9]}
+    )
     pool = [bs.Pooling("alpha", "pair", centered=True), bs.Pooling("beta", "pair")]
-    priors = {"alpha": "Fixed(0.3)", "alpha_sd": "Fixed(0.5)", "beta": "Fixed(100)", "beta_sd": "Fixed(1)"}
+    priors = {
+        "alpha": "Fixed(0.3)",
+        "alpha_sd": "Fixed(0.5)",
+        "beta": "Fixed(100)",
+        "beta_sd": "Fixed(1)",
+    }
     spec = ModelSpec.create("multilingual", pool=pool, priors=priors)
     assert "alpha_pop" not in spec.posterior_names() and "alpha_sd" not in spec.posterior_names()
     assert {"alpha", "beta", "L_inf"} <= set(spec.posterior_names())
     runs = bs.load_runs(frame, law=spec.law, y="loss", groups=["pair"])
     design = Design.from_runs(runs, spec)
     with jax.enable_x64(True):
-        trace = numpyro.handlers.trace(numpyro.handlers.seed(numpyro_model(spec, design), 0)).get_trace()
+        trace = numpyro.handlers.trace(
+            numpyro.handlers.seed(numpyro_model(spec, design), 0)
+        ).get_trace()
     points = jnp.array([-1.5, -1.0])
     with jax.enable_x64(True):
         log_prob = float(trace["alpha__link"]["fn"].log_prob(points))
-    expected = sum(-0.5 * ((x - np.log(0.3)) / 0.5) ** 2 - np.log(0.5 * np.sqrt(2 * np.pi)) for x in points)
+    expected = sum(
+        -0.5 * ((x - np.log(0.3)) / 0.5) ** 2 - np.log(0.5 * np.sqrt(2 * np.pi)) for x in points
+    )
     assert log_prob == pytest.approx(float(expected), rel=1e-12)
     # beta has a reference: its fixed population value sets the centre of the reference term,
     # u_j = log(100) - 0.3 log N_ref + 1 * z_j, and no population site is sampled

@@ -11,8 +11,9 @@ probability that each pool gives the lowest error, and what would a mixture of p
 
 Run from the repository root:
 
-    python case_studies/data_pools_openclip/run.py            # ViT-B/32 and ViT-L/14 (~1 h on 2 busy cores)
-    python case_studies/data_pools_openclip/run.py --smoke    # ViT-B/32, short chains
+    python case_studies/data_pools_openclip/run.py                  # ViT-B/32 and ViT-L/14
+    python case_studies/data_pools_openclip/run.py --arch ViT-B-32  # one architecture
+    python case_studies/data_pools_openclip/run.py --smoke          # ViT-B/32, short chains
 
 Tables are printed; results.json goes to case_studies/data_pools_openclip/output/ and the figure
 to case_studies/data_pools_openclip/figures/ (neither is kept in git).
@@ -80,7 +81,9 @@ def analyse(arch: str, settings: dict) -> tuple[dict, bs.Fit]:
         f"min ESS {d.min_ess_bulk:.0f}, {d.divergences} divergences)"
     )
     summary = fit.summary()
-    rows = [n for n in summary.index if n.split("[")[0] in ("a", "d", "b", "tau", "b_pop", "tau_pop")]
+    rows = [
+        n for n in summary.index if n.split("[")[0] in ("a", "d", "b", "tau", "b_pop", "tau_pop")
+    ]
     print(summary.loc[rows, ["median", "q05", "q95"]].to_string(float_format=lambda v: f"{v:.4g}"))
 
     best = pools.best_choice(fit, list(POOL_SIZES), BUDGETS)

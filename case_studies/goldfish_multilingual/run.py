@@ -97,7 +97,7 @@ def goldfish_runs(languages: int | None = None) -> pd.DataFrame:
     frame["log_byte_premium"] = np.log(frame["byte_premium"]) - np.log(1.5)
     if languages is not None:
         chosen = []
-        for points, group in frame.groupby("train_points"):
+        for _, group in frame.groupby("train_points"):
             names = sorted(group["language"].unique())
             chosen += names[: max(1, languages // 3)]
         frame = frame[frame["language"].isin(chosen)]
@@ -208,7 +208,9 @@ def compare(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
                     "n": int(mask.sum()),
                     "abs_log_error_%": mean,
                     "error_ci": f"[{low:.2f}, {high:.2f}]",
-                    "log_density": float(np.mean((scores[model]["log_density"] - base["log_density"])[mask])),
+                    "log_density": float(
+                        np.mean((scores[model]["log_density"] - base["log_density"])[mask])
+                    ),
                     "density_ci": "",
                     "coverage_90": math.nan,
                 }
@@ -341,11 +343,16 @@ def run_xglm(settings: dict, out: Path) -> dict:
     frame = xglm_runs()
     train, test = frame[~frame["held_out"]], frame[frame["held_out"]]
     print(
-        f"XGLM: {frame['cell'].nunique()} (benchmark, language) cells, {frame['language'].nunique()} "
-        f"languages; sizes {sorted(frame['N'].unique())}; the largest is held out"
+        f"XGLM: {frame['cell'].nunique()} (benchmark, language) cells, "
+        f"{frame['language'].nunique()} languages; sizes {sorted(frame['N'].unique())}; "
+        "the largest is held out"
     )
     results = {}
-    base = {"alpha": "LogNormal(log(0.3), 1)", "N0": "LogNormal(log(1e10), 4)", "phi": "LogNormal(log(300), 1)"}
+    base = {
+        "alpha": "LogNormal(log(0.3), 1)",
+        "N0": "LogNormal(log(1e10), 4)",
+        "phi": "LogNormal(log(300), 1)",
+    }
     for kind in ("pooled", "unpooled"):
         if kind == "pooled":
             pool = [bs.Pooling("alpha", "language"), bs.Pooling("N0", "cell")]
@@ -380,7 +387,9 @@ def run_xglm(settings: dict, out: Path) -> dict:
         )
         table = fit.forecast(points).table()
         error = 100 * np.abs(table["curve_median"].to_numpy() - test["acc"].to_numpy())
-        covered = (test["acc"].to_numpy() >= table["q05"]) & (test["acc"].to_numpy() <= table["q95"])
+        covered = (test["acc"].to_numpy() >= table["q05"]) & (
+            test["acc"].to_numpy() <= table["q95"]
+        )
         results[kind] = {"error": error, "covered": covered.to_numpy()}
         mean, low, high = bootstrap(error)
         print(
