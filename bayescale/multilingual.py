@@ -115,7 +115,7 @@ def fit_joint(
     weight: str = "weight",
     pair_covariates: Sequence[str] = (),
     cell_covariates: Sequence[str] = (),
-    centered: bool | Iterable[str] = ("beta", "L_inf"),
+    centered: bool | Iterable[str] = True,
     priors: Mapping[str, str] | None = None,
     **sampler: Any,
 ) -> Fit:
@@ -139,13 +139,13 @@ def fit_joint(
         Numeric cell-level columns that shift the pooled mean of ``log beta`` (for example
         ``log`` of the weight).
     centered : bool or iterable of str
-        Which of ``alpha``, ``L_inf`` and ``beta`` use centred pooling (``True``: all three,
-        ``False``: none). The default centres ``beta`` and ``L_inf`` and non-centres ``alpha``:
-        each cell's multiplier and each pair's floor are pinned down by the pair's runs far more
-        tightly than they vary between groups (the centred form mixes better), while the
-        exponents of pairs often differ by less than one pair's own uncertainty once covariates
-        are accounted for, and a centred ``alpha`` then has a funnel as ``alpha_sd`` shrinks
-        (divergences, R-hat above the gate).
+        Which of ``alpha``, ``L_inf`` and ``beta`` use centred pooling (``True``: all three, the
+        default; ``False``: none; or a collection of names). Each pair has many runs (all its
+        weightings), so its parameters are pinned down by its own data and the centred form
+        mixes better: on six simulated pairs with three weights and six sizes over three
+        decades, everything centred converged (R-hat <= 1.01, no divergence) while ``alpha``
+        non-centred did not (R-hat 1.024, 10 divergences). When pairs' exponents differ by
+        less than one pair's own uncertainty neither form samples well (docs/multilingual.md).
     priors : mapping, optional
         Prior overrides, as in :func:`bayescale.fit`.
     **sampler
