@@ -31,7 +31,15 @@ from bayescale.errors import (
     PriorError,
     SettingsError,
 )
-from bayescale.forecast import Derived, Forecast, compute_optimal, derived, forecast
+from bayescale.forecast import (
+    Derived,
+    Forecast,
+    compute_optimal,
+    derived,
+    forecast,
+    forecast_new_group,
+    new_group_draws,
+)
 from bayescale.inference import SamplerSettings, fit
 from bayescale.laws import Law, catalog, get_law
 from bayescale.likelihoods import OBSERVATION_MODELS, get_observation_model
@@ -88,6 +96,8 @@ __all__ = [
     "fit",
     "fit_batch",
     "forecast",
+    "forecast_new_group",
+    "new_group_draws",
     "get_law",
     "get_observation_model",
     "load_fit",

@@ -533,3 +533,175 @@ def _minimise(function, n_samples: int, grid_size: int, refine_steps: int):
         high = np.where(left_better, b, high)
         low = np.where(left_better, low, a)
     return 0.5 * (low + high), edge
+
+
+def new_group_draws(
+    fit: Fit,
+    group: str,
+    covariates: Mapping[str, float] | None = None,
+    *,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Parameter draws for a label of ``group`` that was not in the fitted data.
+
+    Every parameter pooled over ``group`` gets, for each posterior draw, a fresh group value from
+    the population that draw describes: on the link scale, ``centre + sd * z`` with ``z`` a
+    standard normal, ``centre`` the population value plus the group-level covariate effects
+    (``coefficient * covariates[column]``). So the spread of the forecast carries both the
+    uncertainty of the population and the variation between groups: it is what the fit knows
+    about a language or pool it has never seen. A parameter sampled at a reference scale is
+    drawn on its reference coordinate, as the model does. Parameters that are not pooled keep
+    their draws.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit that pools at least one parameter over ``group``.
+    group : str
+        The group column (``"language"``, ``"pool"``).
+    covariates : mapping, optional
+        Values of the group-level covariates of the new group (every covariate of every
+        parameter pooled over ``group`` must be given, on the scale used in the fit).
+    seed : int
+        Seed of the standard normal draws.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Draws ``(sample,)`` of every parameter of the law and the observation model.
+
+    Raises
+    ------
+    SettingsError
+        When no parameter is pooled over ``group``, or one is pooled over another column (a new
+        group has no value of it).
+    DataError
+        When a covariate value is missing or not a finite number.
+
+    Examples
+    --------
+    >>> import bayescale as bs  # doctest: +SKIP
+    >>> draws = bs.new_group_draws(fit, "language", {"latin_script": 1.0})  # doctest: +SKIP
+    """
+    from bayescale.errors import SettingsError
+    from bayescale.formula import NUMPY_OPS
+
+    spec = fit.spec
+    covariates = dict(covariates or {})
+    pooled = [p for p in spec.parameters if spec.pooling_of(p.name) is not None]
+    if not any(spec.pooling_of(p.name).group == group for p in pooled):
+        raise SettingsError(f"no parameter of this fit is pooled over {group!r}")
+    other = [p.name for p in pooled if spec.pooling_of(p.name).group != group]
+    if other:
+        raise SettingsError(
+            f"{other[0]} is pooled over {spec.pooling_of(other[0]).group!r}, not {group!r}: a "
+            f"new {group} has no value of it"
+        )
+    posterior = fit.datatree["posterior"]
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+
+    def draws_of(name: str) -> np.ndarray:
+        prior = spec.priors.get(name)
+        if prior is not None and prior.is_fixed:
+            return np.full(n, prior.fixed_value)
+        return np.asarray(posterior[name].values).reshape(n)
+
+    theta = fit.parameter_draws()
+    out = {name: value for name, value in theta.items() if np.ndim(value) == 1}
+    # the values the model centres reference coordinates on: population values of pooled
+    # parameters, the draws of the others
+    population = dict(out)
+    for param in spec.parameters:
+        pooling = spec.pooling_of(param.name)
+        if pooling is not None:
+            prior = spec.priors[param.name]
+            population[param.name] = (
+                np.full(n, prior.fixed_value)
+                if prior.is_fixed
+                else draws_of(pooling.population_name)
+            )
+    log_reference = fit.data_info.get("log_reference", {})
+    rng = np.random.default_rng(seed)
+    for param in spec.sampling_order():
+        pooling = spec.pooling_of(param.name)
+        if pooling is None:
+            continue
+        pop = population[param.name]
+        shift = np.zeros(n)
+        for name, column in zip(pooling.coefficient_names, pooling.covariates, strict=True):
+            value = covariates.get(column)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                value = float("nan")
+            if not np.isfinite(value):
+                raise DataError(
+                    f"the new {group} needs a finite value of the group covariate {column!r} "
+                    f"(got {covariates.get(column)!r})"
+                )
+            shift = shift + draws_of(name) * value
+        z = rng.standard_normal(n)
+        spread = draws_of(pooling.sd_name) * z
+        if spec.uses_reference(param):
+            ref = param.reference
+            log_pop = np.log(pop)
+            if ref.kind == "coefficient":
+                u = log_pop - ref.log_scale(population, log_reference, NUMPY_OPS)
+                u_new = u + shift + spread
+                out[param.name] = np.exp(u_new + ref.log_scale(out, log_reference, NUMPY_OPS))
+            else:
+                exponent = ref.exponent.evaluate(population, ops=NUMPY_OPS)
+                u = exponent * (log_pop - log_reference[ref.input])
+                u_new = u + shift + spread
+                new_exponent = ref.exponent.evaluate(out, ops=NUMPY_OPS)
+                out[param.name] = np.exp(u_new / new_exponent + log_reference[ref.input])
+        else:
+            link = param.support.link(pop, NUMPY_OPS) + shift + spread
+            out[param.name] = param.support.inverse_link(link, NUMPY_OPS)
+    return out
+
+
+def forecast_new_group(
+    fit: Fit,
+    group: str,
+    at: Mapping | list | pd.DataFrame,
+    covariates: Mapping[str, float] | None = None,
+    *,
+    prob: float = 0.9,
+    seed: int = 0,
+) -> Derived:
+    """The law's curve for a new label of ``group`` (a language or pool never fitted).
+
+    Parameters come from :func:`new_group_draws`; the curve is the law's mean at the points
+    ``at`` (inputs only, no group column), draw by draw.
+
+    Returns
+    -------
+    Derived
+        ``draws`` has shape ``(chains, draws, points)``.
+    """
+    spec = fit.spec
+    if isinstance(at, pd.DataFrame):
+        points = at
+    elif isinstance(at, Mapping):
+        points = pd.DataFrame({k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in at.items()})
+    else:
+        points = pd.DataFrame(list(at))
+    missing = [name for name in spec.law.input_names if name not in points.columns]
+    if missing:
+        raise DataError(f"forecast point: input {missing[0]!r} not given")
+    theta = new_group_draws(fit, group, covariates, seed=seed)
+    from bayescale.formula import NUMPY_OPS
+
+    x = {name: points[name].to_numpy(float)[None, :] for name in spec.law.input_names}
+    law_theta = {name: theta[name][:, None] for name in spec.law.parameter_names}
+    curve = np.asarray(spec.law.mean(x, law_theta, ops=NUMPY_OPS), dtype=float)
+    curve = np.broadcast_to(curve, (theta[spec.law.parameter_names[0]].shape[0], len(points)))
+    posterior = fit.datatree["posterior"]
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"], len(points))
+    return Derived(
+        expression=f"law mean for a new {group}",
+        points=points.reset_index(drop=True),
+        draws=curve.reshape(shape),
+        prob=prob,
+    )

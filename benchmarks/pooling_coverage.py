@@ -76,7 +76,14 @@ def pools_case(seed: int):
         for n in np.geomspace(1e8, 3e10, 6):
             theta = {"a": 0.02, "b": utility[i], "tau": tau[i], "d": 0.15}
             error = law.mean({"n": n, "S": size}, theta, ops=NUMPY_OPS)
-            rows.append({"pool": pool, "n": n, "S": size, "err": error * math.exp(0.01 * rng.standard_normal())})
+            rows.append(
+                {
+                    "pool": pool,
+                    "n": n,
+                    "S": size,
+                    "err": error * math.exp(0.01 * rng.standard_normal()),
+                }
+            )
     pool = [bs.Pooling("b", "pool"), bs.Pooling("tau", "pool")]
     priors = {"b": "TruncatedNormal(-0.12, 0.1, low=-1, high=0)", "b_sd": "HalfNormal(0.5)"}
     fit_args = {"law": "pool_repetition", "y": "err", "pool": pool, "priors": priors}

@@ -11,10 +11,12 @@ probability that each pool gives the lowest error, and what would a mixture of p
 
 Run from the repository root:
 
-    python case_studies/data_pools_openclip/run.py            # ViT-B/32 and ViT-L/14 (~1 h on 2 busy cores)
-    python case_studies/data_pools_openclip/run.py --smoke    # ViT-B/32, short chains
+    python case_studies/data_pools_openclip/run.py                  # ViT-B/32 and ViT-L/14
+    python case_studies/data_pools_openclip/run.py --arch ViT-B-32  # one architecture
+    python case_studies/data_pools_openclip/run.py --smoke          # ViT-B/32, short chains
 
-Tables are printed; results.json and a figure go to case_studies/data_pools_openclip/output/.
+Tables are printed; results.json goes to case_studies/data_pools_openclip/output/ and the figure
+to case_studies/data_pools_openclip/figures/ (neither is kept in git).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ import bayescale as bs
 from bayescale import pools
 
 HERE = Path(__file__).resolve().parent
+FIGURES = HERE / "figures"
+"""Figures are written here when the script runs (not kept in git)."""
+ARCHS = ("ViT-B-32", "ViT-L-14")
 POOL_SIZES = {
     "LAION-80M": 80_000_415,  # samples per epoch of every 80M run (trained_models_info.csv)
     "LAION-400M": 407_332_084,  # samples per epoch of the 400M runs (LAION-400M: 413M listed)
@@ -76,7 +81,9 @@ def analyse(arch: str, settings: dict) -> tuple[dict, bs.Fit]:
         f"min ESS {d.min_ess_bulk:.0f}, {d.divergences} divergences)"
     )
     summary = fit.summary()
-    rows = [n for n in summary.index if n.split("[")[0] in ("a", "d", "b", "tau", "b_pop", "tau_pop")]
+    rows = [
+        n for n in summary.index if n.split("[")[0] in ("a", "d", "b", "tau", "b_pop", "tau_pop")
+    ]
     print(summary.loc[rows, ["median", "q05", "q95"]].to_string(float_format=lambda v: f"{v:.4g}"))
 
     best = pools.best_choice(fit, list(POOL_SIZES), BUDGETS)
@@ -138,15 +145,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="ViT-B/32 only, short chains")
     parser.add_argument("--out", type=Path, default=HERE / "output")
+    parser.add_argument(
+        "--draws", type=int, default=None, help="draws and warmup per chain (1000; smoke 200)"
+    )
+    parser.add_argument(
+        "--arch", action="append", choices=ARCHS, help="architectures to fit (default: both)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    draws = 300 if args.smoke else 1000
+    draws = args.draws or (200 if args.smoke else 1000)
     settings = {"chains": 4, "draws": draws, "warmup": draws, "seed": 7, "target_accept": 0.99}
-    archs = ["ViT-B-32"] if args.smoke else ["ViT-B-32", "ViT-L-14"]
+    archs = args.arch or (["ViT-B-32"] if args.smoke else list(ARCHS))
     results, fits = {}, {}
     for arch in archs:
         results[arch], fits[arch] = analyse(arch, settings)
-    figure(fits, args.out / "pools_openclip.png")
+    FIGURES.mkdir(exist_ok=True)
+    figure(fits, FIGURES / "pools_openclip.png")
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     print(f"\nresults written to {args.out / 'results.json'}")
 

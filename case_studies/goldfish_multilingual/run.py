@@ -15,7 +15,8 @@ Run from the repository root:
     python case_studies/goldfish_multilingual/run.py            # full analysis (about an hour)
     python case_studies/goldfish_multilingual/run.py --smoke    # a few languages, a few minutes
 
-Tables are printed; results.json and figures go to case_studies/goldfish_multilingual/output/.
+Tables are printed; results.json goes to case_studies/goldfish_multilingual/output/ and the
+figure to case_studies/goldfish_multilingual/figures/ (neither is kept in git).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import bayescale as bs
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
+FIGURES = HERE / "figures"
+"""Figures are written here when the script runs (not kept in git)."""
 STANDARD_SIZES = ["5mb", "10mb", "100mb", "1000mb"]
 
 REFERENCE_MB = 20.0
@@ -94,7 +97,7 @@ def goldfish_runs(languages: int | None = None) -> pd.DataFrame:
     frame["log_byte_premium"] = np.log(frame["byte_premium"]) - np.log(1.5)
     if languages is not None:
         chosen = []
-        for points, group in frame.groupby("train_points"):
+        for _, group in frame.groupby("train_points"):
             names = sorted(group["language"].unique())
             chosen += names[: max(1, languages // 3)]
         frame = frame[frame["language"].isin(chosen)]
@@ -205,7 +208,9 @@ def compare(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
                     "n": int(mask.sum()),
                     "abs_log_error_%": mean,
                     "error_ci": f"[{low:.2f}, {high:.2f}]",
-                    "log_density": float(np.mean((scores[model]["log_density"] - base["log_density"])[mask])),
+                    "log_density": float(
+                        np.mean((scores[model]["log_density"] - base["log_density"])[mask])
+                    ),
                     "density_ci": "",
                     "coverage_90": math.nan,
                 }
@@ -259,7 +264,8 @@ def run_goldfish(settings: dict, smoke: bool, out: Path) -> dict:
             *pooled.loc["alpha_sd", ["median", "q05", "q95"]],
         )
     )
-    figure(scores, out / "goldfish_heldout.png")
+    FIGURES.mkdir(exist_ok=True)
+    figure(scores, FIGURES / "goldfish_heldout.png")
     for kind, table_ in scores.items():
         table_.to_csv(out / f"goldfish_heldout_{kind}.csv", index=False)
     return {
@@ -337,11 +343,16 @@ def run_xglm(settings: dict, out: Path) -> dict:
     frame = xglm_runs()
     train, test = frame[~frame["held_out"]], frame[frame["held_out"]]
     print(
-        f"XGLM: {frame['cell'].nunique()} (benchmark, language) cells, {frame['language'].nunique()} "
-        f"languages; sizes {sorted(frame['N'].unique())}; the largest is held out"
+        f"XGLM: {frame['cell'].nunique()} (benchmark, language) cells, "
+        f"{frame['language'].nunique()} languages; sizes {sorted(frame['N'].unique())}; "
+        "the largest is held out"
     )
     results = {}
-    base = {"alpha": "LogNormal(log(0.3), 1)", "N0": "LogNormal(log(1e10), 4)", "phi": "LogNormal(log(300), 1)"}
+    base = {
+        "alpha": "LogNormal(log(0.3), 1)",
+        "N0": "LogNormal(log(1e10), 4)",
+        "phi": "LogNormal(log(300), 1)",
+    }
     for kind in ("pooled", "unpooled"):
         if kind == "pooled":
             pool = [bs.Pooling("alpha", "language"), bs.Pooling("N0", "cell")]
@@ -376,7 +387,9 @@ def run_xglm(settings: dict, out: Path) -> dict:
         )
         table = fit.forecast(points).table()
         error = 100 * np.abs(table["curve_median"].to_numpy() - test["acc"].to_numpy())
-        covered = (test["acc"].to_numpy() >= table["q05"]) & (test["acc"].to_numpy() <= table["q95"])
+        covered = (test["acc"].to_numpy() >= table["q05"]) & (
+            test["acc"].to_numpy() <= table["q95"]
+        )
         results[kind] = {"error": error, "covered": covered.to_numpy()}
         mean, low, high = bootstrap(error)
         print(
@@ -408,9 +421,13 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few languages, short chains")
     parser.add_argument("--part", choices=("goldfish", "xglm", "all"), default="all")
     parser.add_argument("--out", type=Path, default=HERE / "output")
+    parser.add_argument(
+        "--draws", type=int, default=None, help="draws and warmup per chain (1000; smoke 200)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    settings = {"chains": 4, "draws": 300 if args.smoke else 1000, "warmup": 300 if args.smoke else 1000}
+    draws = args.draws or (200 if args.smoke else 1000)
+    settings = {"chains": 4, "draws": draws, "warmup": draws}
     settings.update(seed=1, target_accept=0.95)
     results = {}
     if args.part in ("goldfish", "all"):

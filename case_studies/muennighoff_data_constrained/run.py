@@ -9,8 +9,8 @@ values) and also fits all seven parameters to the runs alone.
 
 Run from the repository root:
 
-    python case_studies/muennighoff_data_constrained/run.py           # both fits (~10 min)
-    python case_studies/muennighoff_data_constrained/run.py --smoke   # the published-coefficient fit, short chains
+    python case_studies/muennighoff_data_constrained/run.py           # both fits (~5 min)
+    python case_studies/muennighoff_data_constrained/run.py --smoke   # first fit, short chains
 
 Tables are printed; results.json goes to case_studies/muennighoff_data_constrained/output/.
 """
@@ -99,11 +99,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="one fit with short chains")
     parser.add_argument("--out", type=Path, default=HERE / "output")
+    parser.add_argument(
+        "--draws", type=int, default=None, help="draws and warmup per chain (1000; smoke 200)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     frame = runs()
-    print(f"{len(frame)} runs: N {frame['N'].min():.3g}..{frame['N'].max():.3g}, epochs up to {frame['epochs'].max():.0f}")
-    draws = 300 if args.smoke else 1000
+    print(
+        f"{len(frame)} runs: N {frame['N'].min():.3g}..{frame['N'].max():.3g}, "
+        f"epochs up to {frame['epochs'].max():.0f}"
+    )
+    draws = args.draws or (200 if args.smoke else 1000)
     settings = {"chains": 4, "draws": draws, "warmup": draws, "seed": 2024, "target_accept": 0.95}
     results = {}
 
@@ -114,13 +120,17 @@ def main() -> None:
     )
     print(f"(fitted in {time.perf_counter() - started:.0f} s)")
     results["published_coefficients"] = report(
-        stage_two, "R* with E, A, B, alpha = beta held at the authors' C4 values (Student-t):", frame
+        stage_two,
+        "R* with E, A, B, alpha = beta held at the authors' C4 values (Student-t):",
+        frame,
     )
     if not args.smoke:
         started = time.perf_counter()
         free = bs.fit(frame, "data_constrained", y="val_loss", likelihood="student_t", **settings)
         print(f"(fitted in {time.perf_counter() - started:.0f} s)")
-        results["all_free"] = report(free, "All seven parameters from these runs (Student-t):", frame)
+        results["all_free"] = report(
+            free, "All seven parameters from these runs (Student-t):", frame
+        )
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     print(f"\nresults written to {args.out / 'results.json'}")
 
