@@ -99,12 +99,23 @@ def test_parser_never_calls_eval(monkeypatch):
 def test_log_space_evaluation_equals_log_of_value_for_every_catalog_law(law_name):
     law = bs.get_law(law_name)
     rng = np.random.default_rng(0)
-    values = {i.name: 10 ** rng.uniform(3, 12, size=50) for i in law.inputs}
-    values.update({p.name: rng.uniform(0.05, 3.0, size=50) for p in law.parameters})
+    # half spread over eight decades, half near 1 (where penalty terms such as MIST's
+    # (ff_ratio - ff_ratio_opt)^2 inside an exp do not overflow)
+    values = {
+        i.name: np.r_[10 ** rng.uniform(0, 8, size=25), rng.uniform(0.5, 2.0, size=25)]
+        for i in law.inputs
+    }
+    values.update({p.name: rng.uniform(0.05, 2.0, size=50) for p in law.parameters})
     positive = [*law.input_names, *law.parameter_names]
-    direct = np.log(law.formula.evaluate(values, ops=NUMPY_OPS))
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        direct = np.log(law.formula.evaluate(values, ops=NUMPY_OPS))
     stable = law.formula.evaluate_log(values, positive=positive, ops=NUMPY_OPS)
-    np.testing.assert_allclose(stable, direct, rtol=1e-10, atol=1e-12)
+    assert np.all(np.isfinite(stable))
+    # where the direct value over- or underflows, only the log-space value is usable (see the
+    # next test); everywhere else the two agree
+    usable = np.isfinite(direct)
+    assert usable.sum() >= 5
+    np.testing.assert_allclose(stable[usable], direct[usable], rtol=1e-10, atol=1e-12)
 
 
 def test_log_space_evaluation_survives_where_direct_evaluation_overflows():

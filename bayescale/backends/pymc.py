@@ -32,7 +32,7 @@ Examples
 ...                  law=spec.law, y="loss")
 >>> model = pymc_model(spec, Design.from_runs(runs, spec))
 >>> sorted(v.name for v in model.free_RVs)
-['L_inf', 'alpha', 'sigma', 'x0__ref']
+['__level', '__reducible', 'alpha', 'sigma']
 """
 
 from __future__ import annotations
