@@ -291,17 +291,17 @@ def backtest(
     train_y = pd.to_numeric(train[y]).to_numpy(float)
     test_inputs = {i: points[i].to_numpy() for i in law.input_names}
     rng = np.random.default_rng(seed)
-    for name in baselines:
-        if name == "last_value":
-            order = np.argsort(pd.to_numeric(train[axis]).to_numpy(float), kind="stable")
-            last = train_y[order[-1]]
-            forecasts.append(MethodForecast("last_value", np.full(observed.size, last)))
-        else:
-            forecasts.append(
-                point_fit_forecast(
-                    name, law, train_inputs, train_y, test_inputs, observed, bootstrap, rng
-                )
-            )
+    forecasts += baseline_forecasts(
+        baselines,
+        law,
+        train_inputs,
+        train_y,
+        pd.to_numeric(train[axis]).to_numpy(float),
+        test_inputs,
+        observed,
+        bootstrap,
+        rng,
+    )
     metrics = pd.DataFrame([score(f, observed) for f in forecasts]).set_index("method")
     rows = []
     axis_values = pd.to_numeric(test[axis]).to_numpy(float)
@@ -337,6 +337,31 @@ def _bayescale_forecast(result: Fit, points: pd.DataFrame, observed: np.ndarray)
 
 
 # ---------------------------------------------------------------------------- point fits
+def baseline_forecasts(
+    baselines: Sequence[str],
+    law: Law,
+    inputs: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    axis_values: np.ndarray,
+    test_inputs: Mapping[str, np.ndarray],
+    observed: np.ndarray,
+    bootstrap: int,
+    rng: np.random.Generator,
+) -> list[MethodForecast]:
+    """The baselines' forecasts of the held-out runs: ``last_value`` (the outcome of the training
+    run furthest along ``axis_values``) and the point fits of :func:`point_fit_forecast`."""
+    out = []
+    for name in baselines:
+        if name == "last_value":
+            last = y[np.argsort(axis_values, kind="stable")[-1]]
+            out.append(MethodForecast("last_value", np.full(observed.size, last)))
+        else:
+            out.append(
+                point_fit_forecast(name, law, inputs, y, test_inputs, observed, bootstrap, rng)
+            )
+    return out
+
+
 def point_fit_forecast(
     method: str,
     law: Law,
@@ -626,24 +651,17 @@ def backtest_curves(
             density = np.logaddexp.reduce(np.array(log_terms), axis=0)
             bayes = MethodForecast("bayescale", np.median(draws, axis=0), draws, density)
             info.update(law=selection.best, adequate=selection.adequate)
-        forecasts = [bayes]
-        for name in baselines:
-            if name == "last_value":
-                last = train_y[np.argmax(train_x)]
-                forecasts.append(MethodForecast("last_value", np.full(observed.size, last)))
-            else:
-                forecasts.append(
-                    point_fit_forecast(
-                        name,
-                        baseline_law,
-                        {input_name: train_x},
-                        train_y,
-                        {input_name: test_x},
-                        observed,
-                        bootstrap,
-                        rng,
-                    )
-                )
+        forecasts = [bayes] + baseline_forecasts(
+            baselines,
+            baseline_law,
+            {input_name: train_x},
+            train_y,
+            train_x,
+            {input_name: test_x},
+            observed,
+            bootstrap,
+            rng,
+        )
         group_value = str(curve[group].iloc[0]) if group else "all"
         for forecast in forecasts:
             row = {"curve": label, "group": group_value, "held_out": observed.size}
