@@ -76,7 +76,13 @@ from bayescale.inference import (
 )
 from bayescale.laws import Law, get_law
 from bayescale.likelihoods import ObservationModel, default_observation_model
-from bayescale.model import OBSERVED_SITE, Design, ModelSpec, numpyro_model
+from bayescale.model import (
+    OBSERVED_SITE,
+    Design,
+    ModelSpec,
+    numpyro_model,
+    pointwise_log_likelihood,
+)
 from bayescale.priors import Pooling, Prior
 from bayescale.results import Fit, build_datatree
 
@@ -477,6 +483,9 @@ def _pad(designs: list[Design], spec: ModelSpec, runs_bucket: int, group_sizes: 
             k: np.array([d.log_reference[k] for d in designs]) for k in designs[0].log_reference
         },
     }
+    if designs[0].walk_position is not None:
+        data["walk_position"] = stack([rows(d.walk_position, d) for d in designs])
+        data["walk_block"] = stack([rows(d.walk_block, d) for d in designs])
     if designs[0].trials is not None:
         data["trials"] = stack([rows(d.trials, d).astype(np.float64) for d in designs])
     if any(d.censoring is not None and np.any(d.censoring) for d in designs):
@@ -502,6 +511,8 @@ def _design(program: _Program, data: Mapping[str, Any]) -> Design:
         group_covariates=data["group_covariates"],
         trials=data.get("trials"),
         censoring=data.get("censoring"),
+        walk_position=data.get("walk_position"),
+        walk_block=data.get("walk_block"),
     )
 
 
@@ -709,7 +720,7 @@ def _curve_outputs(program: _Program, key, data, z):
         params = constrain_fn(model, (), kwargs, unravel(flat), return_deterministic=True)
         conditioned = numpyro.handlers.substitute(model, params)
         site = numpyro.handlers.trace(conditioned).get_trace(**kwargs)[OBSERVED_SITE]
-        pointwise = site["fn"].log_prob(site["value"])
+        pointwise = pointwise_log_likelihood(site["fn"], site["value"])
         seeded = numpyro.handlers.seed(conditioned, draw_key)
         replicated = numpyro.handlers.trace(seeded).get_trace(y=None)[OBSERVED_SITE]["value"]
         outcome = program.spec.observation.to_outcome(replicated, data.get("trials"))

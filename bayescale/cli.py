@@ -190,7 +190,8 @@ def laws_command(as_json: bool, markdown: bool) -> None:
 @click.option(
     "--likelihood",
     default=None,
-    help="Observation model: lognormal (default for losses), lognormal_mean, student_t, huber; "
+    help="Observation model: lognormal (default for losses), lognormal_mean, student_t, huber, "
+    "lognormal_walk (the law's error as a random walk along its one input); "
     "binomial, beta_binomial, beta (accuracies; binomial is the default with --trials).",
 )
 @click.option("--huber-delta", type=float, default=None, help="Knee of the huber likelihood.")

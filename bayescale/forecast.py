@@ -163,6 +163,9 @@ def forecast(
         log_curve = law_log_mean(fit, theta, x, codes, covariates)
         values, _ = _point_parameters(fit, theta, codes, covariates)
         _, observation_theta = split_parameters(spec, values)
+        log_center, observation_theta = _with_walk(
+            fit, theta, x, codes, log_curve, observation_theta
+        )
         observation_theta = {
             k: jnp.broadcast_to(jnp.asarray(v), log_curve.shape)
             for k, v in observation_theta.items()
@@ -180,7 +183,7 @@ def forecast(
             return spec.observation.to_outcome(distribution.sample(point_key), n)
 
         noisy = jax.vmap(draw, in_axes=(0, 1, 1, 0), out_axes=1)(
-            point_keys, jnp.asarray(log_curve), observation_theta, point_trials
+            point_keys, jnp.asarray(log_center), observation_theta, point_trials
         )
         predictive = np.asarray(noisy)
     shape = (chains, draws, len(points))
@@ -226,13 +229,93 @@ def log_predictive_density(fit: Fit, at, observed) -> np.ndarray:
         log_curve = jnp.asarray(law_log_mean(fit, theta, x, codes, covariates))
         values, _ = _point_parameters(fit, theta, codes, covariates)
         _, observation_theta = split_parameters(spec, values)
+        log_center, observation_theta = _with_walk(
+            fit, theta, x, codes, log_curve, observation_theta
+        )
         trials = jnp.asarray(points["trials"].to_numpy(float)) if "trials" in points else None
-        distribution = spec.observation.distribution(log_curve, observation_theta, trials)
+        distribution = spec.observation.distribution(log_center, observation_theta, trials)
         log_density = distribution.log_prob(
             spec.observation.observed(jnp.asarray(observed), trials)
         )
         result = jax.scipy.special.logsumexp(log_density, axis=0) - np.log(log_curve.shape[0])
     return np.asarray(result)
+
+
+def _with_walk(fit: Fit, theta, x, codes, log_curve, observation_theta):
+    """The centre and scatter of each point's log outcome: the law's curve and its white noise,
+    or, for the ``lognormal_walk`` observation model, the curve shifted by the conditional mean
+    of the law's error given the fitted runs, with its conditional variance added to the noise.
+    Each point is conditioned on the fitted runs alone (not on the other points)."""
+    if not fit.spec.observation.correlated:
+        return log_curve, observation_theta
+    shift, variance = walk_conditional(fit, theta, x, codes)
+    sigma = jnp.asarray(observation_theta["sigma"])
+    return jnp.asarray(log_curve) + shift, {
+        **observation_theta,
+        "sigma": jnp.sqrt(sigma**2 + variance),
+    }
+
+
+def walk_conditional(fit: Fit, theta, x, codes) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and variance of the law's random-walk error at new points, per draw.
+
+    For the ``lognormal_walk`` observation model (see :mod:`bayescale.likelihoods`): given draw
+    ``s``'s residuals ``r`` of the fitted runs (log outcome minus log law), the error at a point
+    is normal with mean ``k' C^-1 r`` and variance ``tau^2 p - k' C^-1 k``, with
+    ``C = tau^2 K + sigma^2 I`` the runs' covariance, ``K_ij = min(p_i, p_j)`` within a curve,
+    ``k = tau^2 min(p, p_i)`` and ``p`` the log input above the curve's smallest fitted input
+    (0 for points below it, or of a curve that was not fitted). ``K`` is diagonalised once, so
+    each draw costs ``O(n^2)``.
+
+    Returns
+    -------
+    shift, variance : ndarray, shape (sample, point)
+    """
+    spec = fit.spec
+    (axis,) = fit.law.input_names
+    constant = fit.datatree["constant_data"]
+    train_codes = {
+        c: np.array([fit.group_labels(c).index(v) for v in constant[c].values.astype(str)])
+        for c in spec.group_columns
+    }
+    train_log_x = np.log(constant[axis].values.astype(np.float64))
+    covariates = {c: constant[c].values.astype(np.float64) for c in spec.covariate_columns}
+    observed = fit.datatree["observed_data"][fit.outcome].values.astype(np.float64)
+    residual = np.log(observed) - law_log_mean(
+        fit, theta, {axis: np.exp(train_log_x)}, train_codes, covariates
+    )
+    train_curve = _curve_keys(train_codes, train_log_x.size)
+    point_curve = _curve_keys(codes, np.size(x[axis]))
+    start = {c: train_log_x[train_curve == c].min() for c in set(train_curve)}
+    train_position = np.array(
+        [lx - start[c] for lx, c in zip(train_log_x, train_curve, strict=True)]
+    )
+    point_position = np.array(
+        [
+            max(lx - start.get(c, lx), 0.0)
+            for lx, c in zip(np.log(x[axis]), point_curve, strict=True)
+        ]
+    )
+    same = train_curve[:, None] == train_curve[None, :]
+    between = point_curve[:, None] == train_curve[None, :]
+    walk = np.where(same, np.minimum.outer(train_position, train_position), 0.0)
+    across = np.where(between, np.minimum.outer(point_position, train_position), 0.0)
+    eigenvalues, basis = np.linalg.eigh(walk)
+    projected = across @ basis
+    tau2 = np.asarray(theta["tau"], dtype=np.float64)[:, None] ** 2
+    sigma2 = np.asarray(theta["sigma"], dtype=np.float64)[:, None] ** 2
+    inverse = 1.0 / (tau2 * np.clip(eigenvalues, 0.0, None) + sigma2)
+    shift = tau2 * ((residual @ basis) * inverse) @ projected.T
+    variance = tau2 * point_position - tau2**2 * (inverse @ (projected.T**2))
+    return shift, np.clip(variance, 0.0, None)
+
+
+def _curve_keys(codes: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """A label per run or point naming its curve (its combination of group codes)."""
+    if not codes:
+        return np.array(["all"] * n, dtype=object)
+    columns = [np.asarray(v) for v in codes.values()]
+    return np.array(["/".join(map(str, row)) for row in zip(*columns, strict=True)], dtype=object)
 
 
 def _point_seeds(points: pd.DataFrame) -> jnp.ndarray:

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 import scipy.optimize
@@ -36,7 +37,13 @@ from bayescale.data import Runs, load_runs
 from bayescale.errors import ConvergenceWarning, SettingsError
 from bayescale.laws import Law, get_law
 from bayescale.likelihoods import ObservationModel, default_observation_model
-from bayescale.model import OBSERVED_SITE, Design, ModelSpec, numpyro_model
+from bayescale.model import (
+    OBSERVED_SITE,
+    Design,
+    ModelSpec,
+    numpyro_model,
+    pointwise_log_likelihood,
+)
 from bayescale.priors import Pooling, Prior
 from bayescale.results import Fit, build_datatree
 
@@ -386,7 +393,7 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         samples = mcmc.get_samples(group_by_chain=True)
         extra = mcmc.get_extra_fields(group_by_chain=True)
         step_size = np.asarray(mcmc.last_state.adapt_state.step_size)
-        pointwise = log_likelihood(model, samples, y=y, batch_ndims=2)[OBSERVED_SITE]
+        pointwise = _pointwise_log_likelihood(spec, model, samples, y)
         predictive = spec.observation.to_outcome(
             Predictive(model, posterior_samples=samples, batch_ndims=2)(key_predictive)[
                 OBSERVED_SITE
@@ -586,3 +593,18 @@ def sampler_settings_from(attrs: Mapping[str, Any]) -> SamplerSettings:
     """The :class:`SamplerSettings` recorded in a fit's provenance."""
     fields = SamplerSettings.__dataclass_fields__
     return SamplerSettings(**{k: v for k, v in attrs.items() if k in fields})
+
+
+def _pointwise_log_likelihood(spec: ModelSpec, model, samples, y):
+    """Pointwise log-likelihood of every draw, shaped (chain, draw, run)."""
+    if not spec.observation.correlated:
+        return log_likelihood(model, samples, y=y, batch_ndims=2)[OBSERVED_SITE]
+
+    def one(params):
+        conditioned = numpyro.handlers.substitute(model, params)
+        site = numpyro.handlers.trace(conditioned).get_trace(y=y)[OBSERVED_SITE]
+        return pointwise_log_likelihood(site["fn"], site["value"])
+
+    chains, draws = next(iter(samples.values())).shape[:2]
+    flat = jax.tree.map(lambda v: v.reshape((chains * draws, *v.shape[2:])), samples)
+    return jax.lax.map(one, flat, batch_size=256).reshape((chains, draws, -1))

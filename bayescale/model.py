@@ -51,7 +51,13 @@ if not hasattr(dist, "distribution"):
     # package numpyro.distributions lacks its ``distribution`` attribute, which numpyro.factor
     # reads. Put it back (the module itself is loaded).
     dist.distribution = sys.modules["numpyro.distributions.distribution"]
-from bayescale.likelihoods import Censored, ObservationModel, get_observation_model
+from bayescale.likelihoods import (
+    Censored,
+    LogNormalWalk,
+    ObservationModel,
+    get_observation_model,
+    walk_positions,
+)
 from bayescale.priors import Pooling, Prior
 
 OBSERVED_SITE = "y"
@@ -243,6 +249,22 @@ class ModelSpec:
         for name in (r.parameter for r in regressions):
             if resolved[name].is_fixed:
                 raise PriorError(f"parameter {name!r} is Fixed and cannot vary")
+        if observation.correlated:
+            if len(law.input_names) != 1:
+                raise PriorError(
+                    f"the {observation.name} observation model walks along one input; law "
+                    f"{law.name!r} has {len(law.input_names)} ({', '.join(law.input_names)})"
+                )
+            varying = [
+                p.name
+                for p in observation.parameters
+                if p.name in pooled or p.name in {r.parameter for r in regressions}
+            ]
+            if varying:
+                raise PriorError(
+                    f"{varying[0]!r} of the {observation.name} observation model cannot be "
+                    "pooled or given covariates"
+                )
         return cls(law, observation, resolved, poolings, regressions, frozenset(overridden))
 
     # ------------------------------------------------------------------ views
@@ -406,6 +428,9 @@ class Design:
         For every ordered pair ``(inner, outer)`` of pooled group columns whose labels nest
         (all runs with the same ``inner`` label share one ``outer`` label), the code of the
         ``outer`` label of each ``inner`` label.
+    walk_position, walk_block : ndarray or None
+        For a correlated observation model (``lognormal_walk``): each run's log input above the
+        smallest of its curve, and the code of its curve (its combination of group labels).
     """
 
     x: dict[str, np.ndarray]
@@ -418,6 +443,8 @@ class Design:
     trials: np.ndarray | None = None
     censoring: np.ndarray | None = None
     parents: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    walk_position: np.ndarray | None = None
+    walk_block: np.ndarray | None = None
 
     @property
     def nested(self) -> frozenset[tuple[str, str]]:
@@ -448,6 +475,11 @@ class Design:
             raise DataError(
                 f"censored runs need a continuous observation model, not {spec.observation.name}"
             )
+        if spec.observation.correlated and runs.censoring is not None and runs.censoring.any():
+            raise DataError(
+                f"censored runs cannot be observed with the {spec.observation.name} observation "
+                "model; choose lognormal or student_t"
+            )
         if spec.observation.name == "beta":
             inside = (runs.y > 0) & (runs.y < 1)
             if not inside.all():
@@ -469,6 +501,11 @@ class Design:
                 group_covariates.setdefault(p.group, {})[c] = _per_group(
                     runs, p.group, c, group_index[p.group], group_labels[p.group]
                 )
+        walk_position = walk_block = None
+        if spec.observation.correlated:
+            walk_block = _curve_codes(group_index, runs.n_runs)
+            (axis,) = spec.law.input_names
+            walk_position = walk_positions(np.log(runs.inputs[axis]), walk_block)
         return cls(
             x={k: np.asarray(v, dtype=np.float64) for k, v in runs.inputs.items()},
             y=np.asarray(runs.y, dtype=np.float64),
@@ -480,11 +517,22 @@ class Design:
             trials=runs.trials,
             censoring=runs.censoring,
             parents=_nesting(group_index, group_labels),
+            walk_position=walk_position,
+            walk_block=walk_block,
         )
 
     @property
     def n_runs(self) -> int:
         return int(self.y.shape[0])
+
+
+def _curve_codes(group_index: Mapping[str, np.ndarray], n_runs: int) -> np.ndarray:
+    """One code per combination of group labels (a curve of its own); 0 for every run when the
+    runs have no groups."""
+    if not group_index:
+        return np.zeros(n_runs, dtype=np.int64)
+    combined = np.stack([np.asarray(v) for v in group_index.values()], axis=1)
+    return np.unique(combined, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def _nesting(group_index, group_labels) -> dict[tuple[str, str], np.ndarray]:
@@ -769,6 +817,14 @@ def observation_distribution(spec: ModelSpec, log_mean, observation_theta, trial
     return distribution
 
 
+def pointwise_log_likelihood(site_distribution, value):
+    """Each run's log-likelihood, for PSIS-LOO: its own density, or for a correlated
+    observation model its leave-one-out conditional density given the other runs."""
+    if isinstance(site_distribution, LogNormalWalk):
+        return site_distribution.pointwise_log_prob(value)
+    return site_distribution.log_prob(value)
+
+
 def numpyro_model(spec: ModelSpec, design: Design, *, all_noncentred: bool = False):
     """Return a numpyro model function ``model(y=None)`` for the data in ``design``.
 
@@ -811,6 +867,19 @@ def numpyro_model(spec: ModelSpec, design: Design, *, all_noncentred: bool = Fal
         log_mean = spec.law.log_mean(x, law_theta, log_theta=law_logs)
         trials = None if design.trials is None else jnp.asarray(design.trials)
         censoring = jnp.asarray(design.censoring) if censored else None
+        if spec.observation.correlated:  # the runs of a curve are observed jointly
+            numpyro.sample(
+                OBSERVED_SITE,
+                LogNormalWalk(
+                    log_mean,
+                    observation_theta["sigma"],
+                    observation_theta["tau"],
+                    jnp.asarray(design.walk_position),
+                    jnp.asarray(design.walk_block),
+                ),
+                obs=y,
+            )
+            return
         with numpyro.plate("obs", design.n_runs):
             numpyro.sample(
                 OBSERVED_SITE,

@@ -353,9 +353,15 @@ def pymc_model(
     Raises
     ------
     SettingsError
-        For a law defined by a Python function (its code is JAX; it cannot be traced by PyTensor).
+        For a law defined by a Python function (its code is JAX; it cannot be traced by PyTensor),
+        or the ``lognormal_walk`` observation model (numpyro backend only, for now).
     """
     pm = _import_pymc()
+    if spec.observation.correlated:
+        raise SettingsError(
+            f"the {spec.observation.name} observation model is available with the numpyro "
+            "backend only; use backend='numpyro'"
+        )
     if spec.law.formula is None:
         raise SettingsError(
             f"law {spec.law.name!r} is defined by a Python function, which the PyMC backend "

@@ -28,6 +28,7 @@ from bayescale.report import markdown_table
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "curves.csv"
 CANDIDATES = ("power_law_floor", "loglogistic_curve")
+LIKELIHOOD = "lognormal_walk"
 KEYS = ["Domain", "Task", "Model"]
 
 
@@ -50,8 +51,10 @@ def run(
     sampler: dict,
     bootstrap: int,
     seed: int = 0,
+    likelihood: str = LIKELIHOOD,
 ):
-    """Back-test every curve of ``frame`` at the paper's split, or at ``fraction`` of each curve."""
+    """Back-test every curve of ``frame`` at the paper's split, or at ``fraction`` of each curve,
+    with ``likelihood`` as every candidate's observation model."""
     split = {"fraction": fraction} if fraction is not None else {"train_flag": "Training"}
     return backtest_curves(
         frame,
@@ -62,7 +65,7 @@ def run(
         group="Domain",
         bootstrap=bootstrap,
         seed=seed,
-        fit_options=sampler,
+        fit_options={**sampler, "likelihood": likelihood},
         **split,
     )
 
@@ -76,12 +79,21 @@ def main() -> None:
     parser.add_argument("--curves", type=int, default=None, help="a sample stratified by domain")
     parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap refits of baselines")
     parser.add_argument("--out", type=Path, default=HERE / "output")
+    parser.add_argument(
+        "--likelihood", default=LIKELIHOOD, help=f"observation model (default {LIKELIHOOD})"
+    )
     args = parser.parse_args()
     curves = 4 if args.smoke else args.curves
     sampler = {"chains": 2, "draws": 200, "warmup": 200} if args.smoke else {}
     bootstrap = 10 if args.smoke else args.bootstrap
     started = time.perf_counter()
-    result = run(load(curves), fraction=args.fraction, sampler=sampler, bootstrap=bootstrap)
+    result = run(
+        load(curves),
+        fraction=args.fraction,
+        sampler=sampler,
+        bootstrap=bootstrap,
+        likelihood=args.likelihood,
+    )
     table = result.table()
     args.out.mkdir(parents=True, exist_ok=True)
     result.scores.to_csv(args.out / "scores.csv", index=False)
