@@ -244,6 +244,7 @@ def backtest(
     bootstrap: int = 200,
     seed: int = 0,
     fit_options: Mapping[str, Any] | None = None,
+    discrepancy: str | None = None,
 ) -> BacktestResult:
     """Fit on the small scales, forecast the held-out large ones, score bayescale and baselines.
 
@@ -267,6 +268,9 @@ def backtest(
         Seed of the bayescale fit and of the bootstrap.
     fit_options : mapping, optional
         Passed to :func:`bayescale.fit` (``likelihood``, ``priors``, ``draws``, ...).
+    discrepancy : {None, "walk"}
+        Passed to bayescale's forecast (:func:`bayescale.forecast.forecast`): ``"walk"`` adds
+        the law's own error, estimated from the residuals, to the forecast.
 
     Returns
     -------
@@ -286,7 +290,7 @@ def backtest(
     result = bayes_fit(train, law, y=y, x=x, **options)
     points = pd.DataFrame({i: pd.to_numeric(test[c]).to_numpy(float) for i, c in columns.items()})
     observed = pd.to_numeric(test[y]).to_numpy(float)
-    forecasts = [_bayescale_forecast(result, points, observed)]
+    forecasts = [_bayescale_forecast(result, points, observed, discrepancy)]
     train_inputs = {i: pd.to_numeric(train[c]).to_numpy(float) for i, c in columns.items()}
     train_y = pd.to_numeric(train[y]).to_numpy(float)
     test_inputs = {i: points[i].to_numpy() for i in law.input_names}
@@ -323,16 +327,18 @@ def backtest(
     return BacktestResult(metrics, pd.DataFrame(rows), split, result)
 
 
-def _bayescale_forecast(result: Fit, points: pd.DataFrame, observed: np.ndarray) -> MethodForecast:
+def _bayescale_forecast(
+    result: Fit, points: pd.DataFrame, observed: np.ndarray, discrepancy: str | None
+) -> MethodForecast:
     from bayescale.forecast import log_predictive_density
 
-    prediction = result.forecast(points)
+    prediction = result.forecast(points, discrepancy=discrepancy)
     draws = prediction.predictive.reshape(-1, prediction.n_points)
     return MethodForecast(
         "bayescale",
         np.median(draws, axis=0),
         draws,
-        log_predictive_density(result, points, observed),
+        log_predictive_density(result, points, observed, discrepancy=discrepancy),
     )
 
 
@@ -556,6 +562,7 @@ def backtest_curves(
     bootstrap: int = 200,
     seed: int = 0,
     fit_options: Mapping[str, Any] | None = None,
+    discrepancy: str | None = None,
 ) -> CurvesBacktest:
     """Back-test many curves at once: batched fits of each candidate law, law selection per curve.
 
@@ -585,6 +592,8 @@ def backtest_curves(
     baseline_law : str or Law, optional
     fit_options : mapping, optional
         Passed to :func:`bayescale.batch.fit_batch` (``draws``, ``priors``, ...).
+    discrepancy : {None, "walk"}
+        As in :func:`backtest`, for every candidate.
 
     Returns
     -------
@@ -634,18 +643,18 @@ def backtest_curves(
         info = {"converged": all(fit.diagnostics.converged for fit in fits.values())}
         if len(fits) == 1:
             ((name, fit),) = fits.items()
-            bayes = _bayescale_forecast(fit, points, observed)
+            bayes = _bayescale_forecast(fit, points, observed, discrepancy)
             info.update(law=name, adequate=True)
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 selection = select(fits)
-            stacked = selection.forecast(points, seed=seed, force=True)
+            stacked = selection.forecast(points, seed=seed, force=True, discrepancy=discrepancy)
             draws = stacked.predictive.reshape(-1, observed.size)
             # the stacked predictive density: log sum_k w_k p_k(y)
             log_terms = [
                 np.log(max(float(selection.weights[name]), 1e-300))
-                + log_predictive_density(fit, points, observed)
+                + log_predictive_density(fit, points, observed, discrepancy=discrepancy)
                 for name, fit in fits.items()
             ]
             density = np.logaddexp.reduce(np.array(log_terms), axis=0)

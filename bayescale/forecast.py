@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data import load_points
-from bayescale.errors import DataError, LawError
+from bayescale.errors import DataError, LawError, SettingsError
 from bayescale.formula import parse_formula
 from bayescale.model import at_runs, split_parameters
 from bayescale.results import Fit, interval_names, quantile_columns
@@ -113,6 +113,7 @@ def forecast(
     *,
     prob: float = 0.9,
     seed: int | None = None,
+    discrepancy: str | None = None,
 ) -> Forecast:
     """Posterior predictive of the outcome, and of the law's mean, at new inputs.
 
@@ -127,6 +128,10 @@ def forecast(
         Seed of the observation-noise draws; defaults to the fit's seed, so a saved and reloaded
         fit gives identical forecasts. Each point's draws depend only on the seed and the point,
         not on the other points forecast with it.
+    discrepancy : {None, "walk"}
+        ``"walk"`` adds the law's own error, estimated from the fit's residuals as a random walk
+        in log input (see :func:`walk_draws`), to a fit made with independent noise. Fits made
+        with the ``lognormal_walk`` observation model always include it.
 
     Returns
     -------
@@ -164,7 +169,7 @@ def forecast(
         values, _ = _point_parameters(fit, theta, codes, covariates)
         _, observation_theta = split_parameters(spec, values)
         log_center, observation_theta = _with_walk(
-            fit, theta, x, codes, log_curve, observation_theta
+            fit, theta, x, codes, log_curve, observation_theta, discrepancy
         )
         observation_theta = {
             k: jnp.broadcast_to(jnp.asarray(v), log_curve.shape)
@@ -196,12 +201,13 @@ def forecast(
     )
 
 
-def log_predictive_density(fit: Fit, at, observed) -> np.ndarray:
+def log_predictive_density(fit: Fit, at, observed, *, discrepancy: str | None = None) -> np.ndarray:
     """Log posterior predictive density of observed outcomes at new points.
 
     ``log p(y_i | data) = log mean_s p(y_i | theta_s)`` over the posterior draws ``theta_s``,
     with the fit's observation model (success counts for binomial models, given ``trials`` in
-    the points). Used to score forecasts of held-out runs.
+    the points), and the discrepancy of :func:`forecast` when asked. Used to score forecasts of
+    held-out runs.
 
     Returns
     -------
@@ -230,7 +236,7 @@ def log_predictive_density(fit: Fit, at, observed) -> np.ndarray:
         values, _ = _point_parameters(fit, theta, codes, covariates)
         _, observation_theta = split_parameters(spec, values)
         log_center, observation_theta = _with_walk(
-            fit, theta, x, codes, log_curve, observation_theta
+            fit, theta, x, codes, log_curve, observation_theta, discrepancy
         )
         trials = jnp.asarray(points["trials"].to_numpy(float)) if "trials" in points else None
         distribution = spec.observation.distribution(log_center, observation_theta, trials)
@@ -241,37 +247,93 @@ def log_predictive_density(fit: Fit, at, observed) -> np.ndarray:
     return np.asarray(result)
 
 
-def _with_walk(fit: Fit, theta, x, codes, log_curve, observation_theta):
+def _with_walk(fit: Fit, theta, x, codes, log_curve, observation_theta, discrepancy=None):
     """The centre and scatter of each point's log outcome: the law's curve and its white noise,
-    or, for the ``lognormal_walk`` observation model, the curve shifted by the conditional mean
-    of the law's error given the fitted runs, with its conditional variance added to the noise.
-    Each point is conditioned on the fitted runs alone (not on the other points)."""
-    if not fit.spec.observation.correlated:
+    or, with a random-walk discrepancy, the curve shifted by the conditional mean of the law's
+    error given the fitted runs, with its conditional variance added to the noise. Each point is
+    conditioned on the fitted runs alone (not on the other points)."""
+    if discrepancy not in (None, "walk"):
+        raise SettingsError(f"unknown discrepancy {discrepancy!r}; choose None or 'walk'")
+    if fit.spec.observation.correlated:
+        walk = {"sigma": theta["sigma"], "tau": theta["tau"]}
+    elif discrepancy == "walk":
+        walk = walk_draws(fit, theta)
+    else:
         return log_curve, observation_theta
-    shift, variance = walk_conditional(fit, theta, x, codes)
-    sigma = jnp.asarray(observation_theta["sigma"])
+    shift, variance = walk_conditional(fit, theta, x, codes, walk)
+    sigma = np.asarray(walk["sigma"], dtype=np.float64)[:, None]
     return jnp.asarray(log_curve) + shift, {
         **observation_theta,
-        "sigma": jnp.sqrt(sigma**2 + variance),
+        "sigma": jnp.asarray(np.sqrt(sigma**2 + variance)),
     }
 
 
-def walk_conditional(fit: Fit, theta, x, codes) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior mean and variance of the law's random-walk error at new points, per draw.
+def walk_draws(fit: Fit, theta, grid: int = 120) -> dict[str, np.ndarray]:
+    """Posterior draws of a random-walk discrepancy ``(sigma, tau)`` for a fit made with
+    independent noise: the second stage of a two-stage ("modular", Liu, Bayarri & Berger 2009)
+    analysis.
 
-    For the ``lognormal_walk`` observation model (see :mod:`bayescale.likelihoods`): given draw
-    ``s``'s residuals ``r`` of the fitted runs (log outcome minus log law), the error at a point
-    is normal with mean ``k' C^-1 r`` and variance ``tau^2 p - k' C^-1 k``, with
-    ``C = tau^2 K + sigma^2 I`` the runs' covariance, ``K_ij = min(p_i, p_j)`` within a curve,
-    ``k = tau^2 min(p, p_i)`` and ``p`` the log input above the curve's smallest fitted input
-    (0 for points below it, or of a curve that was not fitted). ``K`` is diagonalised once, so
-    each draw costs ``O(n^2)``.
+    The law's posterior is kept as it is; the residuals of the fitted runs from the posterior
+    median curve are then modelled as ``lognormal_walk`` models them (a Brownian motion in log
+    input with sd ``tau`` per unit, plus white noise ``sigma``), and ``(log sigma, log tau)`` gets
+    its exact posterior on a ``grid`` x ``grid`` grid under the priors ``HalfNormal(0.5)`` and
+    ``HalfNormal(0.1)`` of that observation model; one pair is drawn per law draw (seeded by
+    the fit's seed). Used where the joint model samples badly: a nearly flat curve leaves the
+    law's parameters weakly identified once a walk may explain the residuals.
 
     Returns
     -------
-    shift, variance : ndarray, shape (sample, point)
+    dict
+        ``sigma`` and ``tau``, one value per posterior draw.
     """
+    setup = _walk_setup(fit, theta, None, {})
+    residual = np.median(setup.residual, axis=0)
+    projected = setup.basis.T @ residual
+    eigenvalues = np.clip(setup.eigenvalues, 0.0, None)
+    log_sigma = np.linspace(np.log(1e-5), np.log(2.0), grid)
+    log_tau = np.linspace(np.log(1e-5), np.log(1.0), grid)
+    sigma2 = np.exp(2 * log_sigma)[:, None, None]
+    tau2 = np.exp(2 * log_tau)[None, :, None]
+    variance = tau2 * eigenvalues + sigma2
+    log_likelihood = -0.5 * np.sum(projected**2 / variance + np.log(variance), axis=-1)
+    # HalfNormal priors on sigma and tau, on the log scale (Jacobian: + log value)
+    log_prior = (
+        -0.5 * (np.exp(log_sigma)[:, None] / 0.5) ** 2
+        + log_sigma[:, None]
+        - 0.5 * (np.exp(log_tau)[None, :] / 0.1) ** 2
+        + log_tau[None, :]
+    )
+    log_posterior = (log_likelihood + log_prior).ravel()
+    weights = np.exp(log_posterior - log_posterior.max())
+    rng = np.random.default_rng(fit.seed)
+    n_draws = setup.residual.shape[0]
+    cells = rng.choice(weights.size, size=n_draws, p=weights / weights.sum())
+    i, j = np.unravel_index(cells, (grid, grid))
+    step_sigma, step_tau = log_sigma[1] - log_sigma[0], log_tau[1] - log_tau[0]
+    return {
+        "sigma": np.exp(log_sigma[i] + rng.uniform(-0.5, 0.5, n_draws) * step_sigma),
+        "tau": np.exp(log_tau[j] + rng.uniform(-0.5, 0.5, n_draws) * step_tau),
+    }
+
+
+@dataclass(frozen=True)
+class _WalkSetup:
+    """The fitted runs' residuals per draw and the walk's geometry (see :func:`_walk_setup`)."""
+
+    residual: np.ndarray  # (sample, run)
+    eigenvalues: np.ndarray  # of K, the runs' walk covariance per unit tau^2
+    basis: np.ndarray  # its eigenvectors, (run, run)
+    across: np.ndarray  # walk covariance per unit tau^2 between points and runs, (point, run)
+    point_position: np.ndarray  # log input above the curve's smallest fitted input, (point,)
+
+
+def _walk_setup(fit: Fit, theta, x, codes) -> _WalkSetup:
     spec = fit.spec
+    if len(fit.law.input_names) != 1:
+        raise SettingsError(
+            f"a random-walk discrepancy walks along one input; law {fit.law.name!r} has "
+            f"{len(fit.law.input_names)}"
+        )
     (axis,) = fit.law.input_names
     constant = fit.datatree["constant_data"]
     train_codes = {
@@ -285,28 +347,67 @@ def walk_conditional(fit: Fit, theta, x, codes) -> tuple[np.ndarray, np.ndarray]
         fit, theta, {axis: np.exp(train_log_x)}, train_codes, covariates
     )
     train_curve = _curve_keys(train_codes, train_log_x.size)
-    point_curve = _curve_keys(codes, np.size(x[axis]))
     start = {c: train_log_x[train_curve == c].min() for c in set(train_curve)}
     train_position = np.array(
         [lx - start[c] for lx, c in zip(train_log_x, train_curve, strict=True)]
     )
-    point_position = np.array(
-        [
-            max(lx - start.get(c, lx), 0.0)
-            for lx, c in zip(np.log(x[axis]), point_curve, strict=True)
-        ]
+    walk = np.where(
+        train_curve[:, None] == train_curve[None, :],
+        np.minimum.outer(train_position, train_position),
+        0.0,
     )
-    same = train_curve[:, None] == train_curve[None, :]
-    between = point_curve[:, None] == train_curve[None, :]
-    walk = np.where(same, np.minimum.outer(train_position, train_position), 0.0)
-    across = np.where(between, np.minimum.outer(point_position, train_position), 0.0)
     eigenvalues, basis = np.linalg.eigh(walk)
-    projected = across @ basis
-    tau2 = np.asarray(theta["tau"], dtype=np.float64)[:, None] ** 2
-    sigma2 = np.asarray(theta["sigma"], dtype=np.float64)[:, None] ** 2
-    inverse = 1.0 / (tau2 * np.clip(eigenvalues, 0.0, None) + sigma2)
-    shift = tau2 * ((residual @ basis) * inverse) @ projected.T
-    variance = tau2 * point_position - tau2**2 * (inverse @ (projected.T**2))
+    point_position = np.zeros(0)
+    across = np.zeros((0, train_position.size))
+    if x is not None:
+        point_log_x = np.log(np.asarray(x[axis], dtype=np.float64))
+        point_curve = _curve_keys(codes, point_log_x.size)
+        point_position = np.array(
+            [
+                max(lx - start.get(c, lx), 0.0)
+                for lx, c in zip(point_log_x, point_curve, strict=True)
+            ]
+        )
+        across = np.where(
+            point_curve[:, None] == train_curve[None, :],
+            np.minimum.outer(point_position, train_position),
+            0.0,
+        )
+    return _WalkSetup(residual, eigenvalues, basis, across, point_position)
+
+
+def walk_conditional(fit: Fit, theta, x, codes, walk=None) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and variance of the law's random-walk error at new points, per draw.
+
+    Given draw ``s``'s residuals ``r`` of the fitted runs (log outcome minus log law), the error
+    at a point is normal with mean ``k' C^-1 r`` and variance ``tau^2 p - k' C^-1 k``, with
+    ``C = tau^2 K + sigma^2 I`` the runs' covariance, ``K_ij = min(p_i, p_j)`` within a curve,
+    ``k = tau^2 min(p, p_i)`` and ``p`` the log input above the curve's smallest fitted input
+    (0 for points below it, or of a curve that was not fitted). ``K`` is diagonalised once, so
+    each draw costs ``O(n^2)``.
+
+    Parameters
+    ----------
+    fit : Fit
+    theta : dict
+        Posterior draws of the law's parameters (:meth:`Fit.parameter_draws`).
+    x, codes : dict
+        The points' input and group codes.
+    walk : dict, optional
+        ``sigma`` and ``tau`` per draw; by default the fit's own (``lognormal_walk`` fits).
+
+    Returns
+    -------
+    shift, variance : ndarray, shape (sample, point)
+    """
+    walk = theta if walk is None else walk
+    setup = _walk_setup(fit, theta, x, codes)
+    projected = setup.across @ setup.basis
+    tau2 = np.asarray(walk["tau"], dtype=np.float64)[:, None] ** 2
+    sigma2 = np.asarray(walk["sigma"], dtype=np.float64)[:, None] ** 2
+    inverse = 1.0 / (tau2 * np.clip(setup.eigenvalues, 0.0, None) + sigma2)
+    shift = tau2 * ((setup.residual @ setup.basis) * inverse) @ projected.T
+    variance = tau2 * setup.point_position - tau2**2 * (inverse @ (projected.T**2))
     return shift, np.clip(variance, 0.0, None)
 
 

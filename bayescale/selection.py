@@ -344,6 +344,7 @@ class Selection:
         prob: float = 0.9,
         seed: int | None = None,
         force: bool = False,
+        discrepancy: str | None = None,
     ) -> Forecast:
         """Stacked forecast: a mixture of the candidates' predictive draws by their weights.
 
@@ -357,6 +358,8 @@ class Selection:
             draws is deterministic.
         force : bool
             Give the forecast even when no candidate describes the data.
+        discrepancy : {None, "walk"}
+            Passed to each candidate's forecast (see :func:`bayescale.forecast.forecast`).
 
         Returns
         -------
@@ -377,7 +380,8 @@ class Selection:
                 + "; ".join(f"{n}: {c.problems[0]}" for n, c in self.checks.items())
             )
         forecasts = {
-            name: fit.forecast(at, prob=prob, seed=seed) for name, fit in self.fits.items()
+            name: fit.forecast(at, prob=prob, seed=seed, discrepancy=discrepancy)
+            for name, fit in self.fits.items()
         }
         sizes = {name: f.curve.shape[0] * f.curve.shape[1] for name, f in forecasts.items()}
         total = min(sizes.values())

@@ -19,7 +19,7 @@ from scipy import stats
 import bayescale as bs
 from bayescale.batch import fit_batch
 from bayescale.errors import ConvergenceWarning, DataError, PriorError, SettingsError
-from bayescale.forecast import log_predictive_density, walk_conditional
+from bayescale.forecast import log_predictive_density, walk_conditional, walk_draws
 from bayescale.likelihoods import LogNormalWalk, walk_positions
 from bayescale.model import ModelSpec
 
@@ -195,3 +195,46 @@ def test_refusals_name_the_problem():
         )
     with pytest.raises(SettingsError, match="numpyro backend only"):
         bs.fit(_curve(6), "power_law_floor", y="loss", likelihood="lognormal_walk", backend="pymc")
+
+
+@pytest.fixture(scope="module")
+def independent_fit():
+    # a smooth wobble of 3% in log x that no power law can follow: the law's error is real
+    wobbly = _curve(16).assign(loss=lambda f: f["loss"] * np.exp(0.03 * np.sin(2 * np.log(f["x"]))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return bs.fit(
+            wobbly.iloc[:12], "power_law_floor", y="loss", chains=2, draws=300, warmup=300, seed=1
+        )
+
+
+def test_two_stage_walk_grows_like_brownian_motion_beyond_the_data(independent_fit):
+    far = pd.DataFrame({"x": [2e5, 1e6, 1e8]})
+    walked = np.log(independent_fit.forecast(far, discrepancy="walk").predictive.reshape(-1, 3))
+    width = np.quantile(walked, 0.95, axis=0) - np.quantile(walked, 0.05, axis=0)
+    assert width[0] < width[1] < width[2]
+    # beyond the last fitted run the walk's conditional variance grows by exactly tau^2 per
+    # unit of log x (the Markov property of Brownian motion), and its mean stops moving
+    theta = independent_fit.parameter_draws()
+    walk = walk_draws(independent_fit, theta)
+    shift, variance = walk_conditional(independent_fit, theta, {"x": far["x"].to_numpy()}, {}, walk)
+    np.testing.assert_allclose(
+        variance[:, 2] - variance[:, 1], walk["tau"] ** 2 * np.log(1e8 / 1e6), rtol=1e-9
+    )
+    np.testing.assert_allclose(shift[:, 2], shift[:, 1], atol=1e-12)
+
+
+def test_walk_draws_follow_the_grid_posterior_and_the_seed(independent_fit):
+    theta = independent_fit.parameter_draws()
+    first = walk_draws(independent_fit, theta)
+    again = walk_draws(independent_fit, theta)
+    np.testing.assert_array_equal(first["tau"], again["tau"])
+    assert first["tau"].shape == first["sigma"].shape == (600,)
+    # the wobble (amplitude 0.03, 2 radians per unit log x) moves the residual by about 0.06
+    # per unit log x, which only the walk can carry: tau's posterior is of that order
+    assert 0.01 < np.median(first["tau"]) < 0.3
+
+
+def test_unknown_discrepancy_is_refused(independent_fit):
+    with pytest.raises(SettingsError, match="unknown discrepancy"):
+        independent_fit.forecast(pd.DataFrame({"x": [1e6]}), discrepancy="gp")

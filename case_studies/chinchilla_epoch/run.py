@@ -22,8 +22,13 @@ from bayescale.plotting import new_figure, plot_fit
 
 HERE = Path(__file__).resolve().parent
 BUDGETS = [1e21, 1e22, 5.76e23, 1e24, 1e25]
-EPOCH = {"E": (1.817, 1.769, 1.871), "alpha": (0.348, 0.317, 0.373), "beta": (0.366, 0.331, 0.415),
-         "A": (482, 285, 744), "B": (2085, 1042, 5810)}
+EPOCH = {
+    "E": (1.817, 1.769, 1.871),
+    "alpha": (0.348, 0.317, 0.373),
+    "beta": (0.366, 0.331, 0.415),
+    "A": (482, 285, 744),
+    "B": (2085, 1042, 5810),
+}
 HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
 
@@ -33,7 +38,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "output")
     args = parser.parse_args()
     sampler = (
-        {"chains": 2, "draws": 150, "warmup": 150} if args.smoke else {"draws": 1000, "warmup": 1000}
+        {"chains": 2, "draws": 150, "warmup": 150}
+        if args.smoke
+        else {"draws": 1000, "warmup": 1000}
     )
     bootstrap = 10 if args.smoke else 200
     started = time.perf_counter()
@@ -51,20 +58,30 @@ def main() -> None:
         table = fit.summary()
         results["fits"][name] = {
             "parameters": {
-                p: {k: float(table.loc[p, k]) for k in ("median", "q05", "q95", "r_hat", "ess_bulk")}
+                p: {
+                    k: float(table.loc[p, k]) for k in ("median", "q05", "q95", "r_hat", "ess_bulk")
+                }
                 for p in fit.law.parameter_names
             },
             "diagnostics": fit.diagnostics.to_dict(),
-            "exponent_a": bs.derived(fit, "beta / (alpha + beta)").table().iloc[0][
-                ["median", "q05", "q95"]
-            ].astype(float).to_dict(),
+            "exponent_a": bs.derived(fit, "beta / (alpha + beta)")
+            .table()
+            .iloc[0][["median", "q05", "q95"]]
+            .astype(float)
+            .to_dict(),
         }
         optimal = fit.compute_optimal(BUDGETS)
         results["allocation"][name] = optimal.reset_index().to_dict(orient="records")
 
     # (3) back-test: fit on the runs with C <= 1e21, forecast the 23 larger-compute runs
     backtest = bs.backtest(
-        runs, "chinchilla", y="loss", axis="C", cut=1e21, bootstrap=bootstrap, seed=0,
+        runs,
+        "chinchilla",
+        y="loss",
+        axis="C",
+        cut=1e21,
+        bootstrap=bootstrap,
+        seed=0,
         fit_options={"likelihood": "student_t", **sampler},
     )
     results["backtest"] = {
@@ -88,8 +105,14 @@ def _allocation_figure(fit):
     table = fit.compute_optimal(budgets)
     figure = new_figure(6, 4)
     axis = figure.subplots()
-    axis.fill_between(budgets, table["tokens_per_parameter_q05"], table["tokens_per_parameter_q95"],
-                      alpha=0.3, lw=0, label="90% interval")
+    axis.fill_between(
+        budgets,
+        table["tokens_per_parameter_q05"],
+        table["tokens_per_parameter_q95"],
+        alpha=0.3,
+        lw=0,
+        label="90% interval",
+    )
     axis.plot(budgets, table["tokens_per_parameter_median"], label="posterior median")
     axis.axhline(20, color="grey", ls="--", lw=1, label="20 tokens per parameter")
     axis.set_xscale("log")
@@ -102,8 +125,12 @@ def _allocation_figure(fit):
 def _markdown(results: dict) -> str:
     lines = ["# Chinchilla refit: results", ""]
     for name, fit in results["fits"].items():
-        lines += [f"## {name}", "", "| parameter | median | 90% interval | Epoch 2024 (95%) | Hoffmann 2022 |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"## {name}",
+            "",
+            "| parameter | median | 90% interval | Epoch 2024 (95%) | Hoffmann 2022 |",
+            "|---|---|---|---|---|",
+        ]
         for p, v in fit["parameters"].items():
             epoch = EPOCH[p]
             lines.append(
@@ -112,10 +139,14 @@ def _markdown(results: dict) -> str:
             )
         a = fit["exponent_a"]
         d = fit["diagnostics"]
-        lines += ["", f"a = beta/(alpha+beta): {a['median']:.3f} [{a['q05']:.3f}, {a['q95']:.3f}] "
-                  "(Epoch: 0.513, SE 0.020)",
-                  f"diagnostics: max R-hat {d['max_r_hat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
-                  f"divergences {d['divergences']}", ""]
+        lines += [
+            "",
+            f"a = beta/(alpha+beta): {a['median']:.3f} [{a['q05']:.3f}, {a['q95']:.3f}] "
+            "(Epoch: 0.513, SE 0.020)",
+            f"diagnostics: max R-hat {d['max_r_hat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
+            f"divergences {d['divergences']}",
+            "",
+        ]
         lines += ["| C (FLOP) | N* | D* | tokens per parameter (90%) |", "|---|---|---|---|"]
         for row in results["allocation"][name]:
             lines.append(
@@ -125,13 +156,18 @@ def _markdown(results: dict) -> str:
             )
         lines.append("")
     b = results["backtest"]
-    lines += [f"## Back-test: {b['split']} ({b['held_out_runs']} held-out runs)", "",
-              "| method | RMSLE | relative error | MLPD | coverage 50/80/90/95 | MSCE |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        f"## Back-test: {b['split']} ({b['held_out_runs']} held-out runs)",
+        "",
+        "| method | RMSLE | relative error | MLPD | coverage 50/80/90/95 | MSCE |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in b["metrics"]:
         coverage = "/".join(f"{m[f'coverage_{q}']:.2f}" for q in (50, 80, 90, 95))
-        lines.append(f"| {m['method']} | {m['rmsle']:.4f} | {m['relative_error']:.4f} | "
-                     f"{m['mlpd']:.2f} | {coverage} | {m['msce']:.3f} |")
+        lines.append(
+            f"| {m['method']} | {m['rmsle']:.4f} | {m['relative_error']:.4f} | "
+            f"{m['mlpd']:.2f} | {coverage} | {m['msce']:.3f} |"
+        )
     lines += ["", f"({results['seconds']} s{', smoke run' if results['smoke'] else ''})"]
     return "\n".join(lines) + "\n"
 

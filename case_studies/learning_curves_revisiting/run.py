@@ -28,7 +28,7 @@ from bayescale.report import markdown_table
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "curves.csv"
 CANDIDATES = ("power_law_floor", "loglogistic_curve")
-LIKELIHOOD = "lognormal_walk"
+DISCREPANCY = "walk"
 KEYS = ["Domain", "Task", "Model"]
 
 
@@ -51,10 +51,10 @@ def run(
     sampler: dict,
     bootstrap: int,
     seed: int = 0,
-    likelihood: str = LIKELIHOOD,
+    discrepancy: str | None = DISCREPANCY,
 ):
     """Back-test every curve of ``frame`` at the paper's split, or at ``fraction`` of each curve,
-    with ``likelihood`` as every candidate's observation model."""
+    with ``discrepancy`` added to every candidate's forecast."""
     split = {"fraction": fraction} if fraction is not None else {"train_flag": "Training"}
     return backtest_curves(
         frame,
@@ -65,7 +65,8 @@ def run(
         group="Domain",
         bootstrap=bootstrap,
         seed=seed,
-        fit_options={**sampler, "likelihood": likelihood},
+        fit_options=sampler,
+        discrepancy=discrepancy,
         **split,
     )
 
@@ -80,7 +81,9 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap refits of baselines")
     parser.add_argument("--out", type=Path, default=HERE / "output")
     parser.add_argument(
-        "--likelihood", default=LIKELIHOOD, help=f"observation model (default {LIKELIHOOD})"
+        "--no-discrepancy",
+        action="store_true",
+        help="forecast with the fitted noise alone (no random-walk discrepancy)",
     )
     args = parser.parse_args()
     curves = 4 if args.smoke else args.curves
@@ -92,7 +95,7 @@ def main() -> None:
         fraction=args.fraction,
         sampler=sampler,
         bootstrap=bootstrap,
-        likelihood=args.likelihood,
+        discrepancy=None if args.no_discrepancy else DISCREPANCY,
     )
     table = result.table()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,9 @@ def main() -> None:
     started = time.perf_counter()
     runs = load()
     targets = runs["N"] > 1e9
-    results: dict = {"targets": runs.loc[targets, ["model", "N", "M", "C", "loss"]].to_dict("records")}
+    results: dict = {
+        "targets": runs.loc[targets, ["model", "N", "M", "C", "loss"]].to_dict("records")
+    }
     sets = fitting_sets(runs)
     if args.smoke:  # one fitting set is enough to check that the script runs
         sets = {"small_M_at_least_10": sets["small_M_at_least_10"]}
@@ -60,15 +62,21 @@ def main() -> None:
         frame = runs[train | targets].copy()
         frame["train"] = train[train | targets].astype(int).to_numpy()
         backtest = bs.backtest(
-            frame, "overtraining", y="loss", axis="C", train_flag="train",
-            bootstrap=10 if args.smoke else 200, seed=0, fit_options=sampler,
+            frame,
+            "overtraining",
+            y="loss",
+            axis="C",
+            train_flag="train",
+            bootstrap=10 if args.smoke else 200,
+            seed=0,
+            fit_options=sampler,
         )
         forecasts = backtest.forecasts.merge(
             frame.loc[frame["train"] == 0, ["C", "M", "model"]], on="C"
         )
         forecasts["relative_error"] = (
-            (forecasts["median"] - forecasts["observed"]).abs() / forecasts["observed"]
-        )
+            forecasts["median"] - forecasts["observed"]
+        ).abs() / forecasts["observed"]
         forecasts["inside_90"] = (forecasts["observed"] >= forecasts["q05"]) & (
             forecasts["observed"] <= forecasts["q95"]
         )
@@ -95,16 +103,23 @@ def _plain(value):
 
 
 def _markdown(results: dict) -> str:
-    lines = ["# Over-training: forecasts of the RedPajama 1.4B and 6.9B runs (C4 validation loss)", ""]
+    lines = [
+        "# Over-training: forecasts of the RedPajama 1.4B and 6.9B runs (C4 validation loss)",
+        "",
+    ]
     for name in ("paper_5_runs", "small_M_at_least_10", "small_all_M"):
         if name not in results:
             continue
         r = results[name]
         d = r["diagnostics"]
         status = "converged" if d["converged"] else "NOT CONVERGED: " + "; ".join(d["problems"])
-        lines += [f"## Fitted on `{name}` ({r['training_runs']} runs): {status}", "",
-                  "| method | model | M | observed | median | 90% interval | relative error | "
-                  "paper's relative error |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Fitted on `{name}` ({r['training_runs']} runs): {status}",
+            "",
+            "| method | model | M | observed | median | 90% interval | relative error | "
+            "paper's relative error |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for f in r["forecasts"]:
             paper = PAPER_RELATIVE_ERROR.get((f["M"], f["model"]))
             paper_text = f"{paper:.2%}" if paper is not None and name == "paper_5_runs" else ""
