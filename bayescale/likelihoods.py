@@ -336,7 +336,7 @@ class LogNormalWalk(dist.Distribution):
     --------
     >>> import numpy as np
     >>> walk = LogNormalWalk(np.zeros(3), 0.1, 0.2, np.array([0.0, 1.0, 2.0]), np.zeros(3, int))
-    >>> np.round(np.asarray(walk.covariance()), 3).tolist()
+    >>> np.asarray(walk.covariance(), dtype=np.float64).round(3).tolist()
     [[0.01, 0.0, 0.0], [0.0, 0.05, 0.04], [0.0, 0.04, 0.09]]
     """
 
