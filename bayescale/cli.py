@@ -346,15 +346,24 @@ def summary_command(fit_path, prob, as_json) -> None:
 @click.option(
     "--seed", type=int, default=None, help="Seed of the noise draws (default: the fit's)."
 )
+@click.option(
+    "--discrepancy",
+    type=click.Choice(["walk"]),
+    default=None,
+    help="Add the law's own error, estimated from the residuals as a random walk in log input "
+    "(laws with one input).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def forecast_command(fit_path, points, prob, seed, as_json) -> None:
+def forecast_command(fit_path, points, prob, seed, discrepancy, as_json) -> None:
     """Posterior predictive of a saved fit at new inputs."""
     from bayescale.results import load_fit
 
     if not 0 < prob < 1:
         raise click.UsageError(f"--prob must lie in (0, 1), got {prob}")
     result = load_fit(fit_path)
-    prediction = result.forecast([_point(p) for p in points], prob=prob, seed=seed)
+    prediction = result.forecast(
+        [_point(p) for p in points], prob=prob, seed=seed, discrepancy=discrepancy
+    )
     if as_json:
         _echo_json(_clean(prediction.to_dict()))
         return

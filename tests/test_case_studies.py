@@ -27,7 +27,13 @@ def test_every_case_study_has_a_readme_and_data_citation():
 def test_case_study_runs_in_smoke_mode(name, tmp_path):
     out = tmp_path / name
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "case_studies" / name / "run.py"), "--smoke", "--out", str(out)],
+        [
+            sys.executable,
+            str(ROOT / "case_studies" / name / "run.py"),
+            "--smoke",
+            "--out",
+            str(out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -187,6 +187,10 @@ def test_bad_paths_and_points(fitted, tmp_path):
         run("forecast", tmp_path / "none.nc", "--at", "N=1,D=1"), "fit file not found"
     )
     assert_user_error(run("forecast", out, "--at", "N=1e9"), "input 'D' is missing")
+    assert_user_error(
+        run("forecast", out, "--at", "N=1e9,D=2e10", "--discrepancy", "walk"),
+        "walks along one input",
+    )
     assert_user_error(run("forecast", out, "--at", "N=1e9;D=3"), "NAME=VALUE")
     assert_user_error(run("forecast", out, "--at", "N=-1,D=1e9"), "not positive")
     assert_user_error(
