@@ -163,7 +163,7 @@ def test_loo_uses_leave_one_out_conditionals(walk_fit):
     assert np.all(np.isfinite(pointwise.values))
 
 
-def test_batched_fit_matches_shapes_and_masks_padding():
+def test_batched_walk_fits_give_each_curve_its_own_runs():
     curves = pd.concat([_curve(9, seed=0).assign(curve="a"), _curve(12, seed=1).assign(curve="b")])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
