@@ -229,9 +229,9 @@ def fit_batch(
     lockstep : int, optional
         How many curves are sampled together, in lockstep (vectorised): every NUTS iteration of
         such a group lasts as long as its slowest curve's. Groups run one after the other inside
-        the same compiled program. ``None`` (default): all the curves at once, best on a GPU; on a
-        CPU, with curves of unequal difficulty, groups of a few curves (``lockstep=1``: one curve
-        at a time, its chains still vectorised) waste less (see docs/performance.md).
+        the same compiled program. ``None`` (default): one curve at a time on a CPU (its chains
+        still vectorised), all the curves at once on a GPU. On 2 CPU cores, 92 learning curves
+        took 70 s one at a time against 162 s all at once (see docs/performance.md).
 
     Returns
     -------
@@ -297,6 +297,8 @@ def fit_runs_batch(
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
         with jax_device(settings.device), jax.enable_x64(True):
+            if lockstep is None and _platform(settings.device) == "cpu":
+                lockstep = 1
             fits, bucket = _fit(dict(runs), spec, settings, started, lockstep)
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
@@ -446,6 +448,11 @@ class _Program:
     @property
     def centred(self) -> bool:
         return any(p.centered for p in self.spec.pooling)
+
+
+def _platform(device: str | None) -> str:
+    """The platform the fit will run on: ``cpu``, ``gpu``, ..."""
+    return jax.devices(device)[0].platform if device else jax.default_backend()
 
 
 def _pad(designs: list[Design], spec: ModelSpec, runs_bucket: int, group_sizes: dict[str, int]):

@@ -106,7 +106,7 @@ def main(argv=None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for lockstep in args.lockstep:
-            group = lockstep or None
+            group = lockstep or len(labels)  # 0: every curve in one lockstep group
             name = f"lockstep={lockstep or 'all'}"
             first = fit_batch(
                 frame, "power_law_floor", by="curve", y="loss", lockstep=group, **options
