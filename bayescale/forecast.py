@@ -30,6 +30,7 @@ import pandas as pd
 from bayescale.data import load_points
 from bayescale.errors import DataError, LawError, SettingsError
 from bayescale.formula import parse_formula
+from bayescale.likelihoods import curve_labels, walk_positions
 from bayescale.model import at_runs, split_parameters
 from bayescale.results import Fit, interval_names, quantile_columns
 
@@ -346,11 +347,9 @@ def _walk_setup(fit: Fit, theta, x, codes) -> _WalkSetup:
     residual = np.log(observed) - law_log_mean(
         fit, theta, {axis: np.exp(train_log_x)}, train_codes, covariates
     )
-    train_curve = _curve_keys(train_codes, train_log_x.size)
+    train_curve = curve_labels(train_codes, train_log_x.size)
     start = {c: train_log_x[train_curve == c].min() for c in set(train_curve)}
-    train_position = np.array(
-        [lx - start[c] for lx, c in zip(train_log_x, train_curve, strict=True)]
-    )
+    train_position = walk_positions(train_log_x, train_curve)
     walk = np.where(
         train_curve[:, None] == train_curve[None, :],
         np.minimum.outer(train_position, train_position),
@@ -361,7 +360,7 @@ def _walk_setup(fit: Fit, theta, x, codes) -> _WalkSetup:
     across = np.zeros((0, train_position.size))
     if x is not None:
         point_log_x = np.log(np.asarray(x[axis], dtype=np.float64))
-        point_curve = _curve_keys(codes, point_log_x.size)
+        point_curve = curve_labels(codes, point_log_x.size)
         point_position = np.array(
             [
                 max(lx - start.get(c, lx), 0.0)
@@ -409,14 +408,6 @@ def walk_conditional(fit: Fit, theta, x, codes, walk=None) -> tuple[np.ndarray, 
     shift = tau2 * ((setup.residual @ setup.basis) * inverse) @ projected.T
     variance = tau2 * setup.point_position - tau2**2 * (inverse @ (projected.T**2))
     return shift, np.clip(variance, 0.0, None)
-
-
-def _curve_keys(codes: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    """A label per run or point naming its curve (its combination of group codes)."""
-    if not codes:
-        return np.array(["all"] * n, dtype=object)
-    columns = [np.asarray(v) for v in codes.values()]
-    return np.array(["/".join(map(str, row)) for row in zip(*columns, strict=True)], dtype=object)
 
 
 def _point_seeds(points: pd.DataFrame) -> jnp.ndarray:

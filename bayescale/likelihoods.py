@@ -307,6 +307,16 @@ class Censored(dist.Distribution):
         )
 
 
+def curve_labels(group_codes: Mapping[str, Any], n: int) -> np.ndarray:
+    """A label per run (or forecast point) naming its curve: its combination of group codes,
+    the same for every run when there are no groups. The random walk of ``lognormal_walk`` is
+    one per curve."""
+    if not group_codes:
+        return np.array(["all"] * n, dtype=object)
+    columns = [np.asarray(v) for v in group_codes.values()]
+    return np.array(["/".join(map(str, row)) for row in zip(*columns, strict=True)], dtype=object)
+
+
 def walk_positions(log_x: np.ndarray, blocks: np.ndarray) -> np.ndarray:
     """Each run's log input above the smallest of its curve (``blocks`` labels the curves)."""
     log_x = np.asarray(log_x, dtype=np.float64)

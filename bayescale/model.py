@@ -55,6 +55,7 @@ from bayescale.likelihoods import (
     Censored,
     LogNormalWalk,
     ObservationModel,
+    curve_labels,
     get_observation_model,
     walk_positions,
 )
@@ -503,7 +504,8 @@ class Design:
                 )
         walk_position = walk_block = None
         if spec.observation.correlated:
-            walk_block = _curve_codes(group_index, runs.n_runs)
+            labels = curve_labels(group_index, runs.n_runs)
+            walk_block = np.unique(labels, return_inverse=True)[1].astype(np.int64)
             (axis,) = spec.law.input_names
             walk_position = walk_positions(np.log(runs.inputs[axis]), walk_block)
         return cls(
@@ -524,15 +526,6 @@ class Design:
     @property
     def n_runs(self) -> int:
         return int(self.y.shape[0])
-
-
-def _curve_codes(group_index: Mapping[str, np.ndarray], n_runs: int) -> np.ndarray:
-    """One code per combination of group labels (a curve of its own); 0 for every run when the
-    runs have no groups."""
-    if not group_index:
-        return np.zeros(n_runs, dtype=np.int64)
-    combined = np.stack([np.asarray(v) for v in group_index.values()], axis=1)
-    return np.unique(combined, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def _nesting(group_index, group_labels) -> dict[tuple[str, str], np.ndarray]:
