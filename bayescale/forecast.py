@@ -30,8 +30,8 @@ import pandas as pd
 from bayescale.data import load_points
 from bayescale.errors import DataError, LawError, SettingsError
 from bayescale.formula import parse_formula
-from bayescale.likelihoods import curve_labels, walk_positions
-from bayescale.model import at_runs, split_parameters
+from bayescale.likelihoods import curve_labels, get_observation_model, walk_positions
+from bayescale.model import _log_density_of_log, at_runs, split_parameters
 from bayescale.results import Fit, interval_names, quantile_columns
 
 _CHUNK_ELEMENTS = 4_000_000
@@ -255,13 +255,14 @@ def _with_walk(fit: Fit, theta, x, codes, log_curve, observation_theta, discrepa
     conditioned on the fitted runs alone (not on the other points)."""
     if discrepancy not in (None, "walk"):
         raise SettingsError(f"unknown discrepancy {discrepancy!r}; choose None or 'walk'")
+    if not fit.spec.observation.correlated and discrepancy is None:
+        return log_curve, observation_theta
+    setup = _walk_setup(fit, theta, x, codes)  # residuals and geometry, computed once
     if fit.spec.observation.correlated:
         walk = {"sigma": theta["sigma"], "tau": theta["tau"]}
-    elif discrepancy == "walk":
-        walk = walk_draws(fit, theta)
     else:
-        return log_curve, observation_theta
-    shift, variance = walk_conditional(fit, theta, x, codes, walk)
+        walk = _walk_draws(setup, fit.seed)
+    shift, variance = _conditional(setup, walk)
     sigma = np.asarray(walk["sigma"], dtype=np.float64)[:, None]
     return jnp.asarray(log_curve) + shift, {
         **observation_theta,
@@ -287,7 +288,10 @@ def walk_draws(fit: Fit, theta, grid: int = 120) -> dict[str, np.ndarray]:
     dict
         ``sigma`` and ``tau``, one value per posterior draw.
     """
-    setup = _walk_setup(fit, theta, None, {})
+    return _walk_draws(_walk_setup(fit, theta, None, {}), fit.seed, grid)
+
+
+def _walk_draws(setup: _WalkSetup, seed: int, grid: int = 120) -> dict[str, np.ndarray]:
     residual = np.median(setup.residual, axis=0)
     projected = setup.basis.T @ residual
     eigenvalues = np.clip(setup.eigenvalues, 0.0, None)
@@ -297,16 +301,15 @@ def walk_draws(fit: Fit, theta, grid: int = 120) -> dict[str, np.ndarray]:
     tau2 = np.exp(2 * log_tau)[None, :, None]
     variance = tau2 * eigenvalues + sigma2
     log_likelihood = -0.5 * np.sum(projected**2 / variance + np.log(variance), axis=-1)
-    # HalfNormal priors on sigma and tau, on the log scale (Jacobian: + log value)
-    log_prior = (
-        -0.5 * (np.exp(log_sigma)[:, None] / 0.5) ** 2
-        + log_sigma[:, None]
-        - 0.5 * (np.exp(log_tau)[None, :] / 0.1) ** 2
-        + log_tau[None, :]
-    )
+    priors = {p.name: p.prior for p in get_observation_model("lognormal_walk").parameters}
+    with jax.enable_x64(True):
+        log_prior = np.asarray(
+            _log_density_of_log(priors["sigma"], jnp.asarray(log_sigma))[:, None]
+            + _log_density_of_log(priors["tau"], jnp.asarray(log_tau))[None, :]
+        )
     log_posterior = (log_likelihood + log_prior).ravel()
     weights = np.exp(log_posterior - log_posterior.max())
-    rng = np.random.default_rng(fit.seed)
+    rng = np.random.default_rng(seed)
     n_draws = setup.residual.shape[0]
     cells = rng.choice(weights.size, size=n_draws, p=weights / weights.sum())
     i, j = np.unravel_index(cells, (grid, grid))
@@ -399,8 +402,10 @@ def walk_conditional(fit: Fit, theta, x, codes, walk=None) -> tuple[np.ndarray, 
     -------
     shift, variance : ndarray, shape (sample, point)
     """
-    walk = theta if walk is None else walk
-    setup = _walk_setup(fit, theta, x, codes)
+    return _conditional(_walk_setup(fit, theta, x, codes), theta if walk is None else walk)
+
+
+def _conditional(setup: _WalkSetup, walk) -> tuple[np.ndarray, np.ndarray]:
     projected = setup.across @ setup.basis
     tau2 = np.asarray(walk["tau"], dtype=np.float64)[:, None] ** 2
     sigma2 = np.asarray(walk["sigma"], dtype=np.float64)[:, None] ** 2
