@@ -223,9 +223,13 @@ def fit_batch(
         joined with ``" / "``.
     y, x, pool, regress, priors, likelihood, likelihood_options, trials, censored
         As in :func:`bayescale.fit`; the same model for every curve.
-    chains, draws, warmup, seed, target_accept, max_tree_depth, dense_mass, starts, device
+    chains, draws, warmup, seed, target_accept, max_tree_depth, dense_mass, starts
         Sampler settings, as in :func:`bayescale.fit`. Chains run vectorised. A curve's random
         numbers depend on ``seed`` and its position in the batch.
+    device : str, optional
+        ``"cpu"``, ``"gpu"``, or ``None`` (default) for JAX's default device: unlike a single
+        fit, a batch may use a GPU where JAX has one (it measured as fast as 2 CPU cores on 92
+        curves; docs/performance.md).
     lockstep : int, optional
         How many curves are sampled together, in lockstep (vectorised): every NUTS iteration of
         such a group lasts as long as its slowest curve's. Groups run one after the other inside

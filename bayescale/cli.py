@@ -213,8 +213,9 @@ def laws_command(as_json: bool, markdown: bool) -> None:
 )
 @click.option(
     "--device",
-    default=None,
-    help="cpu or gpu (default: JAX's default device, the GPU when JAX has one).",
+    default="cpu",
+    show_default=True,
+    help="cpu or gpu (a single fit is faster on the CPU; see docs/performance.md).",
 )
 @click.option("--out", "out_path", required=True, help="File to save the fit to (netCDF).")
 @click.option("--plot", "plot_path", default=None, help="Also write a figure of the fit (PNG/PDF).")
