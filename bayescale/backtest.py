@@ -51,14 +51,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.optimize
 from scipy import stats
 
 from bayescale.data import read_table
 from bayescale.errors import DataError, SettingsError
-from bayescale.formula import NUMPY_OPS
 from bayescale.inference import fit as bayes_fit
 from bayescale.laws import Law, get_law
+from bayescale.pointfit import curve_fit_point, free_and_fixed, huber_fit, predict
 from bayescale.results import Fit
 
 COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -67,8 +66,6 @@ CALIBRATION_LEVELS = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2))
 """Central-interval masses averaged in the mean squared calibration error."""
 _ALL_LEVELS = tuple(sorted({*COVERAGE_LEVELS, *CALIBRATION_LEVELS}))
 BASELINES = ("curve_fit", "huber", "last_value")
-HUBER_DELTA = 1e-3
-"""Knee of the Huber loss of Hoffmann et al. (2022) and Besiroglu et al. (2024)."""
 
 
 @dataclass(frozen=True)
@@ -382,16 +379,15 @@ def point_fit_forecast(
 
     Fixed parameters keep their value. A failed fit gives a forecast of NaN with the reason.
     """
-    fitter = _curve_fit if method == "curve_fit" else _huber_fit
-    free = [p for p in law.parameters if not p.prior.is_fixed]
-    fixed = {p.name: p.prior.fixed_value for p in law.parameters if p.prior.is_fixed}
+    fitter = curve_fit_point if method == "curve_fit" else huber_fit
+    free, fixed = free_and_fixed(law)
     try:
         best = fitter(law, free, fixed, inputs, y, None, rng)
     except (RuntimeError, ValueError, FloatingPointError) as exc:
         return _failed(method, observed, f"{method} failed: {exc}")
     if best is None:
         return _failed(method, observed, f"{method} did not converge")
-    point = _predict(law, free, fixed, best, test_inputs)
+    point = predict(law, free, fixed, best, test_inputs)
     curves = []
     n = y.size
     for _ in range(bootstrap):
@@ -402,11 +398,11 @@ def point_fit_forecast(
         except (RuntimeError, ValueError, FloatingPointError):
             continue
         if refit is not None:
-            curves.append(_predict(law, free, fixed, refit, test_inputs))
+            curves.append(predict(law, free, fixed, refit, test_inputs))
     if not curves or not np.all(np.isfinite(point)) or np.any(point <= 0):
         return _failed(method, observed, f"{method}: no usable bootstrap refit")
     curves = np.array([c for c in curves if np.all(np.isfinite(c)) and np.all(c > 0)])
-    residual = np.log(y) - np.log(_predict(law, free, fixed, best, inputs))
+    residual = np.log(y) - np.log(predict(law, free, fixed, best, inputs))
     spread = np.sqrt(np.var(np.log(curves), axis=0) + np.var(residual))
     density = stats.norm(np.log(point), spread).logpdf(np.log(observed)) - np.log(observed)
     return MethodForecast(method, point, curves, density)
@@ -414,92 +410,6 @@ def point_fit_forecast(
 
 def _failed(method: str, observed: np.ndarray, note: str) -> MethodForecast:
     return MethodForecast(method, np.full(observed.size, np.nan), note=note)
-
-
-def _predict(law, free, fixed, vector, inputs) -> np.ndarray:
-    theta = {p.name: value for p, value in zip(free, vector, strict=True)}
-    with np.errstate(all="ignore"):
-        return np.asarray(law.mean(inputs, {**theta, **fixed}, ops=NUMPY_OPS), dtype=float)
-
-
-def _prior_median(parameter) -> float:
-    prior = parameter.prior
-    samples = np.asarray(prior.to_numpyro().sample(_jax_key(0), (2001,)), dtype=float)
-    return float(np.median(samples))
-
-
-def _jax_key(seed: int):
-    import jax
-
-    return jax.random.PRNGKey(seed)
-
-
-def _curve_fit(law, free, fixed, inputs, y, start, rng):
-    """scipy's curve_fit on the raw outcome, within the parameters' supports."""
-    p0 = start if start is not None else np.array([_prior_median(p) for p in free])
-    lower = [p.support.low for p in free]
-    upper = [p.support.high for p in free]
-    p0 = np.clip(p0, np.nextafter(np.array(lower), np.inf), np.nextafter(np.array(upper), -np.inf))
-    names = list(inputs)
-    stacked = np.vstack([inputs[n] for n in names])
-
-    def model(flat_x, *params):
-        values = dict(zip(names, flat_x.reshape(len(names), -1), strict=True))
-        return _predict(law, free, fixed, np.array(params), values)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        params, _ = scipy.optimize.curve_fit(
-            model, stacked.ravel(), y, p0=p0, bounds=(lower, upper), maxfev=20000
-        )
-    return params if np.all(np.isfinite(params)) else None
-
-
-def _huber_fit(law, free, fixed, inputs, y, start, rng, starts: int = 64):
-    """Multi-start L-BFGS on the summed Huber loss of log residuals (Hoffmann et al. 2022)."""
-    links = [p.support for p in free]
-
-    def unpack(z):
-        return np.array([s.inverse_link(v, NUMPY_OPS) for s, v in zip(links, z, strict=True)])
-
-    def objective(z):
-        with np.errstate(all="ignore"):
-            prediction = _predict(law, free, fixed, unpack(z), inputs)
-            residual = np.log(prediction) - np.log(y)
-        if not np.all(np.isfinite(residual)):
-            return 1e30
-        absolute = np.abs(residual)
-        return float(
-            np.sum(
-                np.where(
-                    absolute <= HUBER_DELTA,
-                    0.5 * residual**2,
-                    HUBER_DELTA * (absolute - 0.5 * HUBER_DELTA),
-                )
-            )
-        )
-
-    if start is not None:
-        candidates = [np.array([s.link(v, NUMPY_OPS) for s, v in zip(links, start, strict=True)])]
-    else:
-        draws = np.column_stack(
-            [
-                np.asarray(p.prior.to_numpyro().sample(_jax_key(i + 1), (starts,)), dtype=float)
-                for i, p in enumerate(free)
-            ]
-        )
-        candidates = [
-            np.array([s.link(v, NUMPY_OPS) for s, v in zip(links, row, strict=True)])
-            for row in draws
-        ]
-    best, best_value = None, np.inf
-    for z0 in candidates:
-        if not np.all(np.isfinite(z0)):
-            continue
-        result = scipy.optimize.minimize(objective, z0, method="L-BFGS-B")
-        if result.fun < best_value:
-            best, best_value = result.x, result.fun
-    return None if best is None or best_value >= 1e30 else unpack(best)
 
 
 # ---------------------------------------------------------------------------- many curves

@@ -261,7 +261,7 @@ def _with_walk(fit: Fit, theta, x, codes, log_curve, observation_theta, discrepa
     if fit.spec.observation.correlated:
         walk = {"sigma": theta["sigma"], "tau": theta["tau"]}
     else:
-        walk = _walk_draws(setup, fit.seed)
+        walk = _walk_draws(setup, fit.seed, leave_future_out_errors(fit, theta))
     shift, variance = _conditional(setup, walk)
     sigma = np.asarray(walk["sigma"], dtype=np.float64)[:, None]
     return jnp.asarray(log_curve) + shift, {
@@ -270,37 +270,123 @@ def _with_walk(fit: Fit, theta, x, codes, log_curve, observation_theta, discrepa
     }
 
 
+LEAVE_FUTURE_OUT_FRACTIONS = (0.5, 0.6, 0.7, 0.8)
+"""Where the fitted runs are cut to calibrate a two-stage random walk: the law is refitted to the
+first 50%, 60%, 70% and 80% of them (in order of the input) and scored on the rest."""
+
+
 def walk_draws(fit: Fit, theta, grid: int = 120) -> dict[str, np.ndarray]:
     """Posterior draws of a random-walk discrepancy ``(sigma, tau)`` for a fit made with
     independent noise: the second stage of a two-stage ("modular", Liu, Bayarri & Berger 2009)
     analysis.
 
-    The law's posterior is kept as it is; the residuals of the fitted runs from the posterior
-    median curve are then modelled as ``lognormal_walk`` models them (a Brownian motion in log
-    input with sd ``tau`` per unit, plus white noise ``sigma``), and ``(log sigma, log tau)`` gets
-    its exact posterior on a ``grid`` x ``grid`` grid under the priors ``HalfNormal(0.5)`` and
-    ``HalfNormal(0.1)`` of that observation model; one pair is drawn per law draw (seeded by
-    the fit's seed). Used where the joint model samples badly: a nearly flat curve leaves the
-    law's parameters weakly identified once a walk may explain the residuals.
+    The law's posterior is kept as it is. ``(log sigma, log tau)`` then gets its posterior on a
+    ``grid`` x ``grid`` grid under the priors ``HalfNormal(0.5)`` and ``HalfNormal(0.1)`` of the
+    ``lognormal_walk`` observation model, from two kinds of evidence:
+
+    1. the residuals of the fitted runs from the posterior-median curve, modelled as that
+       observation model models them (a Brownian motion in log input with sd ``tau`` per unit,
+       plus white noise ``sigma``); in-sample residuals say little about ``tau``, because the
+       law's parameters absorb what they can of its error;
+    2. leave-future-out errors (:func:`leave_future_out_errors`): the law refitted to the first
+       part of the runs and scored on the rest, each cut's errors modelled as a walk started at
+       the cut (covariance ``sigma^2 I + tau^2 min(d_i, d_j)``, ``d`` the log-input distance from
+       the cut's last run); the cuts overlap, so their log-likelihoods are averaged rather than
+       summed. This is how wrong the law was when it extrapolated inside the data, the evidence
+       a forecast beyond the data needs.
+
+    One pair is drawn per law draw (seeded by the fit's seed). Used where the joint model
+    samples badly: a nearly flat curve leaves the law's parameters weakly identified once a walk
+    may explain the residuals.
 
     Returns
     -------
     dict
         ``sigma`` and ``tau``, one value per posterior draw.
     """
-    return _walk_draws(_walk_setup(fit, theta, None, {}), fit.seed, grid)
+    return _walk_draws(
+        _walk_setup(fit, theta, None, {}), fit.seed, leave_future_out_errors(fit, theta), grid
+    )
 
 
-def _walk_draws(setup: _WalkSetup, seed: int, grid: int = 120) -> dict[str, np.ndarray]:
+def leave_future_out_errors(
+    fit: Fit, theta, fractions=LEAVE_FUTURE_OUT_FRACTIONS
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The law's errors when it extrapolates inside the fitted runs.
+
+    For each fraction ``f`` the runs (sorted by input) are cut after the first
+    ``max(free parameters + 1, round(f n))``; the law is refitted to that prefix by the Huber
+    point fit of :mod:`bayescale.pointfit` (started at the posterior median and at 8 prior
+    draws, the best kept) and its log error at every later run is recorded with that run's
+    log-input distance from the prefix's last run.
+
+    Only for a single curve: a fit with group columns or covariates returns no errors (the refit
+    would need every group's parameters), and the walk is then calibrated on the residuals alone.
+
+    Returns
+    -------
+    list of (errors, distances)
+        One pair of arrays per usable cut.
+    """
+    from bayescale.pointfit import free_and_fixed, huber_fit, predict
+
+    spec = fit.spec
+    if spec.group_columns or spec.covariate_columns or len(fit.law.input_names) != 1:
+        return []
+    (axis,) = fit.law.input_names
+    x = fit.datatree["constant_data"][axis].values.astype(np.float64)
+    y = fit.datatree["observed_data"][fit.outcome].values.astype(np.float64)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    free, fixed = free_and_fixed(fit.law, spec.priors)
+    start = np.array([np.median(np.asarray(theta[p.name])) for p in free])
+    rng = np.random.default_rng(fit.seed)
+    cuts = sorted({max(len(free) + 1, int(round(f * x.size))) for f in fractions})
+    out = []
+    for cut in (c for c in cuts if c < x.size):
+        prefix = {axis: x[:cut]}
+        best, best_loss = None, np.inf
+        for candidate_start, starts in ((start, 1), (None, 8)):
+            try:
+                candidate = huber_fit(
+                    fit.law, free, fixed, prefix, y[:cut], candidate_start, rng, starts=starts
+                )
+            except (RuntimeError, ValueError, FloatingPointError):
+                continue
+            if candidate is None:
+                continue
+            residual = np.log(predict(fit.law, free, fixed, candidate, prefix)) - np.log(y[:cut])
+            loss = float(np.sum(residual**2)) if np.all(np.isfinite(residual)) else np.inf
+            if loss < best_loss:
+                best, best_loss = candidate, loss
+        if best is None:
+            continue
+        errors = np.log(y[cut:]) - np.log(predict(fit.law, free, fixed, best, {axis: x[cut:]}))
+        if np.all(np.isfinite(errors)):
+            out.append((errors, np.log(x[cut:]) - np.log(x[cut - 1])))
+    return out
+
+
+def _walk_log_likelihood(values, walk_eigenvalues, sigma2, tau2) -> np.ndarray:
+    """Log-likelihood (up to a constant) of ``values`` projected on the eigenvectors of a walk
+    covariance per unit ``tau^2`` (eigenvalues ``walk_eigenvalues``), for every ``(sigma^2,
+    tau^2)`` of the grid."""
+    variance = tau2 * np.clip(walk_eigenvalues, 0.0, None) + sigma2
+    return -0.5 * np.sum(values**2 / variance + np.log(variance), axis=-1)
+
+
+def _walk_draws(setup: _WalkSetup, seed: int, errors=(), grid: int = 120) -> dict[str, np.ndarray]:
     residual = np.median(setup.residual, axis=0)
-    projected = setup.basis.T @ residual
-    eigenvalues = np.clip(setup.eigenvalues, 0.0, None)
     log_sigma = np.linspace(np.log(1e-5), np.log(2.0), grid)
     log_tau = np.linspace(np.log(1e-5), np.log(1.0), grid)
     sigma2 = np.exp(2 * log_sigma)[:, None, None]
     tau2 = np.exp(2 * log_tau)[None, :, None]
-    variance = tau2 * eigenvalues + sigma2
-    log_likelihood = -0.5 * np.sum(projected**2 / variance + np.log(variance), axis=-1)
+    log_likelihood = _walk_log_likelihood(setup.basis.T @ residual, setup.eigenvalues, sigma2, tau2)
+    for error, distance in errors:
+        eigenvalues, basis = np.linalg.eigh(np.minimum.outer(distance, distance))
+        log_likelihood = log_likelihood + _walk_log_likelihood(
+            basis.T @ error, eigenvalues, sigma2, tau2
+        ) / len(errors)
     priors = {p.name: p.prior for p in get_observation_model("lognormal_walk").parameters}
     with jax.enable_x64(True):
         log_prior = np.asarray(

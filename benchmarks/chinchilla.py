@@ -10,6 +10,8 @@ dropped, as Besiroglu et al. (2024) did. The model is the catalog's ``chinchilla
 default log-normal observation model. Three samplers run the same model one after the other in
 this process: bayescale's (numpyro NUTS, multi-start initialisation, dense mass matrix), PyMC's
 default NUTS and PyMC with numpyro's NUTS (both on :func:`bayescale.backends.pymc.pymc_model`).
+bayescale runs twice: with its default target acceptance 0.9, and with PyMC's and numpyro's
+default 0.8 (a like-for-like step-size target; fewer leapfrog steps per draw).
 
 The geometry table then fits the same data with bayescale with and without the reference-scale
 coordinates of the coefficients and with and without the dense mass matrix, and reports leapfrog
@@ -17,6 +19,8 @@ steps per draw.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import bayescale as bs
 from bayescale.data import load_runs
@@ -48,9 +52,18 @@ def main(argv=None) -> None:
     draws = 500 if args.quick else 1000
     spec = ModelSpec.create("chinchilla")
     runs = epoch_runs()
-    settings = SamplerSettings(chains=4, draws=draws, warmup=draws, seed=args.seed)
+    settings = SamplerSettings(
+        chains=4, draws=draws, warmup=draws, seed=args.seed, device=args.device
+    )
     measurements = [
         measure_bayescale(PROBLEM, runs, spec, settings),
+        measure_bayescale(
+            PROBLEM,
+            runs,
+            spec,
+            dataclasses.replace(settings, target_accept=0.8),
+            method="bayescale, target 0.8",
+        ),
         measure_pymc(PROBLEM, runs, spec, draws=draws, tune=draws, seed=args.seed),
         measure_pymc(
             PROBLEM, runs, spec, nuts_sampler="numpyro", draws=draws, tune=draws, seed=args.seed
@@ -71,7 +84,12 @@ def main(argv=None) -> None:
                         runs if reference else plain_runs,
                         spec if reference else plain_spec,
                         SamplerSettings(
-                            chains=4, draws=draws, warmup=draws, seed=args.seed, dense_mass=dense
+                            chains=4,
+                            draws=draws,
+                            warmup=draws,
+                            seed=args.seed,
+                            dense_mass=dense,
+                            device=args.device,
                         ),
                         method=label,
                     )

@@ -87,6 +87,12 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--json", type=Path, default=None, help="also write the measurements to this JSON file"
     )
     out.add_argument("--seed", type=int, default=0)
+    out.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "gpu"],
+        help="where bayescale samples (PyMC's own NUTS always runs on the CPU)",
+    )
     return out
 
 

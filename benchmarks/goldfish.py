@@ -9,14 +9,23 @@ Data: FLORES log-perplexity (bits per half-sentence) of the Goldfish monolingual
 et al. (2024) trained on 5 MB to 1 GB of text per language (``benchmarks/data/goldfish``; 741
 runs, 202 languages with 1 to 5 runs each). Model, per language ``l``::
 
-    L_l(D) = E + B_l / D^beta_l        D = training data in English-equivalent MB
+    L_l(D) = B_l / D^beta_l        D = training data in English-equivalent MB
 
-with ``B`` and ``beta`` partially pooled over languages (non-centred), ``E`` shared and a
-log-normal observation model; ``B`` is sampled at the reference scale of ``D`` with each
-language's own exponent. About 410 sampled dimensions. The same three samplers as benchmark (a).
+with ``B`` and ``beta`` partially pooled over languages in the centred form (each language's
+values drawn from the population directly), and a log-normal observation model; ``B`` is sampled
+at the reference scale of ``D`` with each language's own exponent. 409 sampled dimensions. The
+same samplers as benchmark (a), bayescale again at its default target acceptance 0.9 and at 0.8.
+
+Why this model: with a floor ``E`` shared by all languages (the first version of this benchmark)
+no sampler converged (R-hat 1.04 to 1.39: one floor cannot sit under 202 curves at different
+levels), and the non-centred form of this model mixed badly on the population mean of ``B``
+(R-hat 1.18, bulk ESS 18 with 4 x 500 draws), because most languages have 3 or 4 runs and
+identify their own ``B`` and ``beta`` well: the regime where the centred form mixes better.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pandas as pd
 
@@ -28,10 +37,9 @@ from benchmarks.common import DATA, measure_bayescale, measure_pymc, parser, rep
 
 LAW = bs.Law.from_formula(
     "goldfish_data",
-    "E + B / D^beta",
+    "B / D^beta",
     inputs={"D": "training data, English-equivalent MB"},
     parameters={
-        "E": {"prior": "LogNormal(log(30), 1.5)", "description": "floor, bits"},
         "B": {
             "prior": "LogNormal(log(100), 3)",
             "description": "coefficient of the data term (at D = 1 MB)",
@@ -60,12 +68,24 @@ def main(argv=None) -> None:
     args = parser(__doc__.splitlines()[0]).parse_args(argv)
     draws = 500 if args.quick else 1000
     frame = goldfish_frame(40 if args.quick else None)
-    spec = ModelSpec.create(LAW, pool=["B|lang", "beta|lang"])
+    spec = ModelSpec.create(
+        LAW,
+        pool=[bs.Pooling("B", "lang", centered=True), bs.Pooling("beta", "lang", centered=True)],
+    )
     runs = load_runs(frame, law=LAW, y="bits", groups=["lang"])
     problem = f"(b) goldfish {len(set(runs.groups['lang']))} langs"
-    settings = SamplerSettings(chains=4, draws=draws, warmup=draws, seed=args.seed)
+    settings = SamplerSettings(
+        chains=4, draws=draws, warmup=draws, seed=args.seed, device=args.device
+    )
     measurements = [
         measure_bayescale(problem, runs, spec, settings),
+        measure_bayescale(
+            problem,
+            runs,
+            spec,
+            dataclasses.replace(settings, target_accept=0.8),
+            method="bayescale, target 0.8",
+        ),
         measure_pymc(problem, runs, spec, draws=draws, tune=draws, seed=args.seed),
         measure_pymc(
             problem, runs, spec, nuts_sampler="numpyro", draws=draws, tune=draws, seed=args.seed

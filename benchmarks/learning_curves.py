@@ -98,7 +98,13 @@ def main(argv=None) -> None:
     draws = 500 if args.quick else 1000
     frame = curves_frame(8 if args.quick else None, seed=args.seed)
     labels = list(dict.fromkeys(frame["curve"]))
-    options = {"chains": 4, "draws": draws, "warmup": draws, "seed": args.seed}
+    options = {
+        "chains": 4,
+        "draws": draws,
+        "warmup": draws,
+        "seed": args.seed,
+        "device": args.device,
+    }
     rng = np.random.default_rng(args.seed)
     sample = list(rng.choice(labels, size=min(args.one_by_one, len(labels)), replace=False))
 

@@ -64,6 +64,7 @@ def main() -> None:
         table = result.table()
         table.to_csv(RESULTS / f"table_{name}.csv")
         result.scores.to_csv(RESULTS / f"scores_{name}.csv", index=False)
+        result.points.to_csv(RESULTS / f"points_{name}.csv", index=False)
         print(f"\n== split: {name} ({seconds:.0f} s)")
         print(table.round(4).to_string())
         points = result.points[result.points["method"] == "bayescale"]

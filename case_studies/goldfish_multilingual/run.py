@@ -104,8 +104,10 @@ def goldfish_runs(languages: int | None = None) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def goldfish_spec(kind: str):
-    """Pooling and priors of the three models: pooled, covariates, unpooled."""
+def goldfish_spec(kind: str, per_language_noise: bool = False):
+    """Pooling and priors of the three models: pooled, covariates, unpooled. With
+    ``per_language_noise`` the pooled models also give every language its own noise scale,
+    pooled over languages (the unpooled model always has one per language)."""
     covariates = COVARIATES if kind == "covariates" else ()
     pool, priors = [], {}
     for name, (centre, spread) in UNPOOLED.items():
@@ -123,6 +125,9 @@ def goldfish_spec(kind: str):
         priors["sigma_sd"] = "Fixed(0.7)"
     else:
         priors["sigma"] = "HalfNormal(0.1)"
+        if per_language_noise:
+            pool.append(bs.Pooling("sigma", "language"))
+            priors["sigma_sd"] = "HalfNormal(0.7)"
     for covariate in covariates:
         for name in ("alpha", "phi"):
             priors[f"{name}_{covariate}"] = "Normal(0, 0.5)"
@@ -218,7 +223,7 @@ def compare(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_goldfish(settings: dict, smoke: bool, out: Path) -> dict:
+def run_goldfish(settings: dict, smoke: bool, out: Path, per_language_noise: bool = False) -> dict:
     frame = goldfish_runs(languages=18 if smoke else None)
     train, test = frame[~frame["held_out"]], frame[frame["held_out"]]
     print(
@@ -228,7 +233,7 @@ def run_goldfish(settings: dict, smoke: bool, out: Path) -> dict:
     )
     scores, fits = {}, {}
     for kind in ("pooled", "covariates", "unpooled"):
-        pool, priors = goldfish_spec(kind)
+        pool, priors = goldfish_spec(kind, per_language_noise)
         started = time.perf_counter()
         fit = bs.fit(
             train,
@@ -424,6 +429,11 @@ def main() -> None:
     parser.add_argument(
         "--draws", type=int, default=None, help="draws and warmup per chain (1000; smoke 200)"
     )
+    parser.add_argument(
+        "--per-language-noise",
+        action="store_true",
+        help="pooled models: one noise scale per language, pooled (default: one shared)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     draws = args.draws or (200 if args.smoke else 1000)
@@ -431,7 +441,7 @@ def main() -> None:
     settings.update(seed=1, target_accept=0.95)
     results = {}
     if args.part in ("goldfish", "all"):
-        results["goldfish"] = run_goldfish(settings, args.smoke, args.out)
+        results["goldfish"] = run_goldfish(settings, args.smoke, args.out, args.per_language_noise)
     if args.part in ("xglm", "all") and not args.smoke:
         results["xglm"] = run_xglm(settings, args.out)
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
