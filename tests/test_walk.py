@@ -19,7 +19,15 @@ from scipy import stats
 import bayescale as bs
 from bayescale.batch import fit_batch
 from bayescale.errors import ConvergenceWarning, DataError, PriorError, SettingsError
-from bayescale.forecast import log_predictive_density, walk_conditional, walk_draws
+from bayescale.forecast import (
+    _walk_draws,
+    _walk_setup,
+    leave_future_out_errors,
+    log_predictive_density,
+    walk_conditional,
+    walk_draws,
+)
+from bayescale.formula import NUMPY_OPS
 from bayescale.likelihoods import LogNormalWalk, walk_positions
 from bayescale.model import ModelSpec
 
@@ -238,3 +246,42 @@ def test_walk_draws_follow_the_grid_posterior_and_the_seed(independent_fit):
 def test_unknown_discrepancy_is_refused(independent_fit):
     with pytest.raises(SettingsError, match="unknown discrepancy"):
         independent_fit.forecast(pd.DataFrame({"x": [1e6]}), discrepancy="gp")
+
+
+def test_leave_future_out_errors_vanish_when_the_law_is_right():
+    law = bs.get_law("power_law_floor")
+    x = np.geomspace(1e3, 1e6, 12)
+    truth = {"L_inf": 0.5, "x0": 30.0, "alpha": 0.3}
+    noise = np.exp(np.random.default_rng(0).normal(0, 1e-4, x.size))
+    loss = np.asarray(law.mean({"x": x}, truth, ops=NUMPY_OPS)) * noise
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = bs.fit(
+            pd.DataFrame({"x": x, "loss": loss}),
+            law,
+            y="loss",
+            chains=2,
+            draws=200,
+            warmup=200,
+            seed=1,
+        )
+    errors = leave_future_out_errors(fit, fit.parameter_draws())
+    # cuts after round(0.5, 0.6, 0.7, 0.8 x 12) = 6, 7, 8, 10 runs
+    assert [e.size for e, _ in errors] == [6, 5, 4, 2]
+    for (error, distance), cut in zip(errors, (6, 7, 8, 10), strict=True):
+        np.testing.assert_allclose(distance, np.log(x[cut:] / x[cut - 1]), rtol=1e-12)
+        # a refit of the right law extrapolates to within a few noise sds (1e-4)
+        assert np.max(np.abs(error)) < 1e-3
+
+
+def test_leave_future_out_errors_widen_the_walk_where_the_law_extrapolates_badly(independent_fit):
+    theta = independent_fit.parameter_draws()
+    errors = leave_future_out_errors(independent_fit, theta)
+    # the wobble makes a refit on the first half miss by several times the 0.003 noise
+    assert max(np.max(np.abs(e)) for e, _ in errors) > 0.03
+    setup = _walk_setup(independent_fit, theta, None, {})
+    residuals_only = _walk_draws(setup, independent_fit.seed)
+    calibrated = _walk_draws(setup, independent_fit.seed, errors)
+    assert np.median(calibrated["tau"]) > 1.5 * np.median(residuals_only["tau"])
+    # the public draws are the calibrated ones
+    np.testing.assert_array_equal(walk_draws(independent_fit, theta)["tau"], calibrated["tau"])
