@@ -32,6 +32,7 @@ from bayescale.errors import DataError, LawError, SettingsError
 from bayescale.formula import parse_formula
 from bayescale.likelihoods import curve_labels, get_observation_model, walk_positions
 from bayescale.model import _log_density_of_log, at_runs, split_parameters
+from bayescale.pointfit import free_and_fixed, huber_fit, predict
 from bayescale.results import Fit, interval_names, quantile_columns
 
 _CHUNK_ELEMENTS = 4_000_000
@@ -328,8 +329,6 @@ def leave_future_out_errors(
     list of (errors, distances)
         One pair of arrays per usable cut.
     """
-    from bayescale.pointfit import free_and_fixed, huber_fit, predict
-
     spec = fit.spec
     if spec.group_columns or spec.covariate_columns or len(fit.law.input_names) != 1:
         return []
