@@ -80,19 +80,22 @@ class Measurement:
         return out
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, device: bool = True) -> argparse.ArgumentParser:
+    """The benchmarks' common options; ``device=False`` for those that run their own compiled
+    programs on JAX's default device (they have no ``--device`` to ignore)."""
     out = argparse.ArgumentParser(description=description)
     out.add_argument("--quick", action="store_true", help="a smaller, faster version")
     out.add_argument(
         "--json", type=Path, default=None, help="also write the measurements to this JSON file"
     )
     out.add_argument("--seed", type=int, default=0)
-    out.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "gpu"],
-        help="where bayescale samples (PyMC's own NUTS always runs on the CPU)",
-    )
+    if device:
+        out.add_argument(
+            "--device",
+            default="cpu",
+            choices=["cpu", "gpu"],
+            help="where bayescale samples (PyMC's own NUTS always runs on the CPU)",
+        )
     return out
 
 

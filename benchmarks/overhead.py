@@ -67,7 +67,7 @@ def measure(chains: int, warmup: int, draws: int, seed: int) -> dict:
 
 
 def main(argv=None) -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parser(__doc__.splitlines()[0], device=False).parse_args(argv)
     warmup = draws = 300 if args.quick else 1000
     rows = [measure(4, warmup, draws, args.seed), measure(1, warmup, draws, args.seed)]
     print("\n== sampler overhead on (a) Chinchilla, 240 runs (compiled NUTS, dense mass)")

@@ -55,7 +55,7 @@ def run(precision64: bool, warmup: int, draws: int, seed: int) -> dict:
 
 
 def main(argv=None) -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parser(__doc__.splitlines()[0], device=False).parse_args(argv)
     warmup = draws = 300 if args.quick else 1000
     double = run(True, warmup, draws, args.seed)
     single = run(False, warmup, draws, args.seed)
