@@ -382,7 +382,7 @@ def point_fit_forecast(
     fitter = curve_fit_point if method == "curve_fit" else huber_fit
     free, fixed = free_and_fixed(law)
     try:
-        best = fitter(law, free, fixed, inputs, y, None, rng)
+        best = fitter(law, free, fixed, inputs, y, None)
     except (RuntimeError, ValueError, FloatingPointError) as exc:
         return _failed(method, observed, f"{method} failed: {exc}")
     if best is None:
@@ -394,7 +394,7 @@ def point_fit_forecast(
         sample = rng.integers(0, n, n)
         subset = {k: v[sample] for k, v in inputs.items()}
         try:
-            refit = fitter(law, free, fixed, subset, y[sample], best, rng)
+            refit = fitter(law, free, fixed, subset, y[sample], best)
         except (RuntimeError, ValueError, FloatingPointError):
             continue
         if refit is not None:

@@ -339,7 +339,6 @@ def leave_future_out_errors(
     x, y = x[order], y[order]
     free, fixed = free_and_fixed(fit.law, spec.priors)
     start = np.array([np.median(np.asarray(theta[p.name])) for p in free])
-    rng = np.random.default_rng(fit.seed)
     cuts = sorted({max(len(free) + 1, int(round(f * x.size))) for f in fractions})
     out = []
     for cut in (c for c in cuts if c < x.size):
@@ -348,7 +347,7 @@ def leave_future_out_errors(
         for candidate_start, starts in ((start, 1), (None, 8)):
             try:
                 candidate = huber_fit(
-                    fit.law, free, fixed, prefix, y[:cut], candidate_start, rng, starts=starts
+                    fit.law, free, fixed, prefix, y[:cut], candidate_start, starts=starts
                 )
             except (RuntimeError, ValueError, FloatingPointError):
                 continue
