@@ -33,6 +33,7 @@ from bayescale.formula import parse_formula
 from bayescale.likelihoods import curve_labels, get_observation_model, walk_positions
 from bayescale.model import _log_density_of_log, at_runs, split_parameters
 from bayescale.pointfit import free_and_fixed, huber_fit, predict
+from bayescale.priors import Prior
 from bayescale.results import Fit, interval_names, quantile_columns
 
 _CHUNK_ELEMENTS = 4_000_000
@@ -262,7 +263,7 @@ def _with_walk(fit: Fit, theta, x, codes, log_curve, observation_theta, discrepa
     if fit.spec.observation.correlated:
         walk = {"sigma": theta["sigma"], "tau": theta["tau"]}
     else:
-        walk = _walk_draws(setup, fit.seed, leave_future_out_errors(fit, theta))
+        walk = _walk_draws(setup, fit.seed, _leave_future_out_errors_once(fit, theta))
     shift, variance = _conditional(setup, walk)
     sigma = np.asarray(walk["sigma"], dtype=np.float64)[:, None]
     return jnp.asarray(log_curve) + shift, {
@@ -276,38 +277,52 @@ LEAVE_FUTURE_OUT_FRACTIONS = (0.5, 0.6, 0.7, 0.8)
 first 50%, 60%, 70% and 80% of them (in order of the input) and scored on the rest."""
 
 
-def walk_draws(fit: Fit, theta, grid: int = 120) -> dict[str, np.ndarray]:
-    """Posterior draws of a random-walk discrepancy ``(sigma, tau)`` for a fit made with
+def walk_draws(fit: Fit, theta, grid: int = 60) -> dict[str, np.ndarray]:
+    """Posterior draws of the law's error ``(sigma, tau, kappa)`` for a fit made with
     independent noise: the second stage of a two-stage ("modular", Liu, Bayarri & Berger 2009)
     analysis.
 
-    The law's posterior is kept as it is. ``(log sigma, log tau)`` then gets its posterior on a
-    ``grid`` x ``grid`` grid under the priors ``HalfNormal(0.5)`` and ``HalfNormal(0.1)`` of the
-    ``lognormal_walk`` observation model, from two kinds of evidence:
+    The law's error in log outcome is modelled as white noise (sd ``sigma``), a random walk in
+    log input (Brownian motion, sd ``tau`` per unit of log input) and, beyond the fitted runs, a
+    drift: ``kappa`` times the log-input distance ``b`` past the last fitted run (an error in the
+    exponent, which the law absorbs inside the data but which grows linearly outside it; variance
+    ``kappa^2 b^2``). The law's posterior is kept as it is. ``(log sigma, log tau, log kappa)``
+    then gets its posterior on a ``grid`` x ``grid`` x 40 grid under the priors
+    ``HalfNormal(0.5)`` and ``HalfNormal(0.1)`` of the ``lognormal_walk`` observation model for
+    ``sigma`` and ``tau`` and :data:`DRIFT_PRIOR` for ``kappa``, from two kinds of evidence:
 
     1. the residuals of the fitted runs from the posterior-median curve, modelled as that
-       observation model models them (a Brownian motion in log input with sd ``tau`` per unit,
-       plus white noise ``sigma``); in-sample residuals say little about ``tau``, because the
-       law's parameters absorb what they can of its error;
+       observation model models them (walk plus white noise); in-sample residuals say little
+       about ``tau`` and nothing about ``kappa``, because the law's parameters absorb what they
+       can of its error;
     2. leave-future-out errors (:func:`leave_future_out_errors`): the law refitted to the first
-       part of the runs and scored on the rest, each cut's errors modelled as a walk started at
-       the cut (covariance ``sigma^2 I + tau^2 min(d_i, d_j)``, ``d`` the log-input distance from
-       the cut's last run); the cuts overlap, so their log-likelihoods are averaged rather than
-       summed. This is how wrong the law was when it extrapolated inside the data, the evidence
-       a forecast beyond the data needs.
+       part of the runs and scored on the rest, each cut's errors modelled as the error of a
+       forecast from the cut (covariance ``sigma^2 I + tau^2 min(d_i, d_j) + kappa^2 d_i d_j``,
+       ``d`` the log-input distance from the cut's last run); the cuts overlap, so their
+       log-likelihoods are averaged rather than summed. This is how wrong the law was when it
+       extrapolated inside the data, the evidence a forecast beyond the data needs.
 
-    One pair is drawn per law draw (seeded by the fit's seed). Used where the joint model
-    samples badly: a nearly flat curve leaves the law's parameters weakly identified once a walk
-    may explain the residuals.
+    Without leave-future-out errors (a fit with groups or covariates) nothing informs ``kappa``
+    and it is 0: the walk alone, calibrated on the residuals. One triple is drawn per law draw
+    (seeded by the fit's seed). Used where the joint model samples badly: a nearly flat curve
+    leaves the law's parameters weakly identified once a walk may explain the residuals.
 
     Returns
     -------
     dict
-        ``sigma`` and ``tau``, one value per posterior draw.
+        ``sigma``, ``tau`` and ``kappa``, one value per posterior draw.
     """
     return _walk_draws(
         _walk_setup(fit, theta, None, {}), fit.seed, leave_future_out_errors(fit, theta), grid
     )
+
+
+DRIFT_PRIOR = "HalfNormal(0.1)"
+"""Prior of the drift ``kappa`` of a two-stage discrepancy (change in log outcome per unit of log
+input beyond the fitted runs): an exponent wrong by 0.1 is plausible, by 0.3 rare."""
+
+DRIFT_GRID = np.linspace(np.log(1e-5), np.log(1.0), 40)
+"""Grid of ``log kappa`` for :func:`walk_draws`."""
 
 
 def leave_future_out_errors(
@@ -365,6 +380,15 @@ def leave_future_out_errors(
     return out
 
 
+def _leave_future_out_errors_once(fit: Fit, theta) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`leave_future_out_errors` of ``fit`` at its own posterior draws ``theta``, computed
+    once per :class:`Fit` object and kept on it: a forecast and its scoring
+    (:func:`log_predictive_density`) then share the refits."""
+    if "_leave_future_out_errors" not in fit.__dict__:
+        fit.__dict__["_leave_future_out_errors"] = leave_future_out_errors(fit, theta)
+    return fit.__dict__["_leave_future_out_errors"]
+
+
 def _walk_log_likelihood(values, walk_eigenvalues, sigma2, tau2) -> np.ndarray:
     """Log-likelihood (up to a constant) of ``values`` projected on the eigenvectors of a walk
     covariance per unit ``tau^2`` (eigenvalues ``walk_eigenvalues``), for every ``(sigma^2,
@@ -373,35 +397,62 @@ def _walk_log_likelihood(values, walk_eigenvalues, sigma2, tau2) -> np.ndarray:
     return -0.5 * np.sum(values**2 / variance + np.log(variance), axis=-1)
 
 
-def _walk_draws(setup: _WalkSetup, seed: int, errors=(), grid: int = 120) -> dict[str, np.ndarray]:
+def _walk_draws(setup: _WalkSetup, seed: int, errors=(), grid: int = 60) -> dict[str, np.ndarray]:
     residual = np.median(setup.residual, axis=0)
     log_sigma = np.linspace(np.log(1e-5), np.log(2.0), grid)
     log_tau = np.linspace(np.log(1e-5), np.log(1.0), grid)
-    sigma2 = np.exp(2 * log_sigma)[:, None, None]
-    tau2 = np.exp(2 * log_tau)[None, :, None]
-    log_likelihood = _walk_log_likelihood(setup.basis.T @ residual, setup.eigenvalues, sigma2, tau2)
+    log_kappa = DRIFT_GRID if errors else np.array([-np.inf])  # no evidence: no drift
+    sigma2 = np.exp(2 * log_sigma)[:, None, None, None]
+    tau2 = np.exp(2 * log_tau)[None, :, None, None]
+    kappa2 = np.exp(2 * log_kappa)[None, None, :]
+    log_likelihood = _walk_log_likelihood(
+        setup.basis.T @ residual, setup.eigenvalues, sigma2[..., 0], tau2[..., 0]
+    )[..., None]
     for error, distance in errors:
-        eigenvalues, basis = np.linalg.eigh(np.minimum.outer(distance, distance))
-        log_likelihood = log_likelihood + _walk_log_likelihood(
-            basis.T @ error, eigenvalues, sigma2, tau2
+        log_likelihood = log_likelihood + _forecast_error_log_likelihood(
+            error, distance, sigma2, tau2, kappa2
         ) / len(errors)
+    log_likelihood = np.broadcast_to(log_likelihood, (grid, grid, log_kappa.size))
     priors = {p.name: p.prior for p in get_observation_model("lognormal_walk").parameters}
     with jax.enable_x64(True):
         log_prior = np.asarray(
-            _log_density_of_log(priors["sigma"], jnp.asarray(log_sigma))[:, None]
-            + _log_density_of_log(priors["tau"], jnp.asarray(log_tau))[None, :]
+            _log_density_of_log(priors["sigma"], jnp.asarray(log_sigma))[:, None, None]
+            + _log_density_of_log(priors["tau"], jnp.asarray(log_tau))[None, :, None]
         )
+        if errors:
+            log_prior = log_prior + np.asarray(
+                _log_density_of_log(Prior.parse(DRIFT_PRIOR), jnp.asarray(log_kappa))
+            )
     log_posterior = (log_likelihood + log_prior).ravel()
     weights = np.exp(log_posterior - log_posterior.max())
     rng = np.random.default_rng(seed)
     n_draws = setup.residual.shape[0]
     cells = rng.choice(weights.size, size=n_draws, p=weights / weights.sum())
-    i, j = np.unravel_index(cells, (grid, grid))
+    i, j, k = np.unravel_index(cells, (grid, grid, log_kappa.size))
     step_sigma, step_tau = log_sigma[1] - log_sigma[0], log_tau[1] - log_tau[0]
+    step_kappa = log_kappa[1] - log_kappa[0] if errors else 0.0
     return {
         "sigma": np.exp(log_sigma[i] + rng.uniform(-0.5, 0.5, n_draws) * step_sigma),
         "tau": np.exp(log_tau[j] + rng.uniform(-0.5, 0.5, n_draws) * step_tau),
+        "kappa": np.exp(log_kappa[k] + rng.uniform(-0.5, 0.5, n_draws) * step_kappa),
     }
+
+
+def _forecast_error_log_likelihood(error, distance, sigma2, tau2, kappa2) -> np.ndarray:
+    """Log-likelihood (up to a constant) of one cut's forecast errors under the covariance
+    ``sigma^2 I + tau^2 min(d_i, d_j) + kappa^2 d d'``, on the grid of ``(sigma^2, tau^2,
+    kappa^2)`` (arrays broadcasting to ``(sigma, tau, kappa, 1)``). The drift is a rank-one
+    update of the walk's covariance, diagonal in the eigenvectors of ``min(d_i, d_j)``: the
+    determinant lemma and the Sherman-Morrison formula give it in ``O(n)`` per grid cell."""
+    eigenvalues, basis = np.linalg.eigh(np.minimum.outer(distance, distance))
+    z, u = basis.T @ error, basis.T @ distance
+    diagonal = tau2 * np.clip(eigenvalues, 0.0, None) + sigma2  # (sigma, tau, 1, run)
+    zz = np.sum(z**2 / diagonal, axis=-1)
+    uu = np.sum(u**2 / diagonal, axis=-1)
+    zu = np.sum(z * u / diagonal, axis=-1)
+    log_det = np.sum(np.log(diagonal), axis=-1) + np.log1p(kappa2 * uu)
+    quadratic = zz - kappa2 * zu**2 / (1.0 + kappa2 * uu)
+    return -0.5 * (quadratic + log_det)
 
 
 @dataclass(frozen=True)
@@ -413,6 +464,7 @@ class _WalkSetup:
     basis: np.ndarray  # its eigenvectors, (run, run)
     across: np.ndarray  # walk covariance per unit tau^2 between points and runs, (point, run)
     point_position: np.ndarray  # log input above the curve's smallest fitted input, (point,)
+    point_beyond: np.ndarray  # log input above the curve's largest fitted input, or 0, (point,)
 
 
 def _walk_setup(fit: Fit, theta, x, codes) -> _WalkSetup:
@@ -436,6 +488,7 @@ def _walk_setup(fit: Fit, theta, x, codes) -> _WalkSetup:
     )
     train_curve = curve_labels(train_codes, train_log_x.size)
     start = {c: train_log_x[train_curve == c].min() for c in set(train_curve)}
+    end = {c: train_log_x[train_curve == c].max() for c in set(train_curve)}
     train_position = walk_positions(train_log_x, train_curve)
     walk = np.where(
         train_curve[:, None] == train_curve[None, :],
@@ -443,7 +496,7 @@ def _walk_setup(fit: Fit, theta, x, codes) -> _WalkSetup:
         0.0,
     )
     eigenvalues, basis = np.linalg.eigh(walk)
-    point_position = np.zeros(0)
+    point_position = point_beyond = np.zeros(0)
     across = np.zeros((0, train_position.size))
     if x is not None:
         point_log_x = np.log(np.asarray(x[axis], dtype=np.float64))
@@ -454,12 +507,15 @@ def _walk_setup(fit: Fit, theta, x, codes) -> _WalkSetup:
                 for lx, c in zip(point_log_x, point_curve, strict=True)
             ]
         )
+        point_beyond = np.array(
+            [max(lx - end.get(c, lx), 0.0) for lx, c in zip(point_log_x, point_curve, strict=True)]
+        )
         across = np.where(
             point_curve[:, None] == train_curve[None, :],
             np.minimum.outer(point_position, train_position),
             0.0,
         )
-    return _WalkSetup(residual, eigenvalues, basis, across, point_position)
+    return _WalkSetup(residual, eigenvalues, basis, across, point_position, point_beyond)
 
 
 def walk_conditional(fit: Fit, theta, x, codes, walk=None) -> tuple[np.ndarray, np.ndarray]:
@@ -470,7 +526,9 @@ def walk_conditional(fit: Fit, theta, x, codes, walk=None) -> tuple[np.ndarray, 
     ``C = tau^2 K + sigma^2 I`` the runs' covariance, ``K_ij = min(p_i, p_j)`` within a curve,
     ``k = tau^2 min(p, p_i)`` and ``p`` the log input above the curve's smallest fitted input
     (0 for points below it, or of a curve that was not fitted). ``K`` is diagonalised once, so
-    each draw costs ``O(n^2)``.
+    each draw costs ``O(n^2)``. A two-stage discrepancy's drift (``kappa`` in ``walk``, see
+    :func:`walk_draws`) adds ``kappa^2 b^2`` to the variance, ``b`` the log input above the
+    curve's largest fitted input (0 inside the fitted range).
 
     Parameters
     ----------
@@ -480,7 +538,8 @@ def walk_conditional(fit: Fit, theta, x, codes, walk=None) -> tuple[np.ndarray, 
     x, codes : dict
         The points' input and group codes.
     walk : dict, optional
-        ``sigma`` and ``tau`` per draw; by default the fit's own (``lognormal_walk`` fits).
+        ``sigma`` and ``tau`` (and ``kappa``) per draw; by default the fit's own
+        (``lognormal_walk`` fits, which have no drift).
 
     Returns
     -------
@@ -496,7 +555,11 @@ def _conditional(setup: _WalkSetup, walk) -> tuple[np.ndarray, np.ndarray]:
     inverse = 1.0 / (tau2 * np.clip(setup.eigenvalues, 0.0, None) + sigma2)
     shift = tau2 * ((setup.residual @ setup.basis) * inverse) @ projected.T
     variance = tau2 * setup.point_position - tau2**2 * (inverse @ (projected.T**2))
-    return shift, np.clip(variance, 0.0, None)
+    variance = np.clip(variance, 0.0, None)
+    if "kappa" in walk:  # the drift beyond the fitted runs (two-stage discrepancy)
+        kappa2 = np.asarray(walk["kappa"], dtype=np.float64)[:, None] ** 2
+        variance = variance + kappa2 * setup.point_beyond**2
+    return shift, variance
 
 
 def _point_seeds(points: pd.DataFrame) -> jnp.ndarray:

@@ -192,6 +192,7 @@ def measure_pymc(
     draws: int = 1000,
     tune: int = 1000,
     seed: int = 0,
+    method: str | None = None,
 ) -> Measurement:
     """PyMC on the same model (:func:`bayescale.backends.pymc.pymc_model`), with PyMC's defaults
     for everything but the number of chains, draws and tuning steps (so that every method does
@@ -231,7 +232,7 @@ def measure_pymc(
     divergences = int(stats["diverging"].sum())
     return Measurement(
         problem=problem,
-        method="pymc default" if nuts_sampler == "pymc" else f"pymc + {nuts_sampler}",
+        method=method or ("pymc default" if nuts_sampler == "pymc" else f"pymc + {nuts_sampler}"),
         wall_s=wall,
         min_ess=ess,
         steps_per_draw=float(stats["n_steps"].mean()),

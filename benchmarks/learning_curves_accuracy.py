@@ -15,7 +15,9 @@ prints, per split, a table per domain and method of the median RMSLE over curves
 error, mean log predictive density, coverage of the central 50/80/90/95% intervals over all
 held-out points and the mean squared calibration error, then one line per split: bayescale's 90%
 coverage over every held-out point and the domains where its median RMSLE is above a bootstrap
-baseline's. Tables are written to ``benchmarks/results/learning_curves_accuracy/``.
+baseline's. At the paper's split it also prints bayescale's RMSLE per curve next to the paper's
+published errors of its estimators M1 to M4 (NMT, LM and BIG-Bench). Tables are written to
+``benchmarks/results/learning_curves_accuracy/``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def main() -> None:
         result.points.to_csv(RESULTS / f"points_{name}.csv", index=False)
         print(f"\n== split: {name} ({seconds:.0f} s)")
         print(table.round(4).to_string())
+        if name == "paper":
+            published = study.published_comparison(result.scores)
+            published.to_csv(RESULTS / "published_paper.csv")
+            print("\nRMSLE per curve next to the paper's estimators (its Tables 2 and 3)")
+            print(published.to_string(float_format=lambda v: f"{v:.2e}"))
         points = result.points[result.points["method"] == "bayescale"]
         worse = [
             domain

@@ -222,14 +222,27 @@ def test_two_stage_walk_grows_like_brownian_motion_beyond_the_data(independent_f
     width = np.quantile(walked, 0.95, axis=0) - np.quantile(walked, 0.05, axis=0)
     assert width[0] < width[1] < width[2]
     # beyond the last fitted run the walk's conditional variance grows by exactly tau^2 per
-    # unit of log x (the Markov property of Brownian motion), and its mean stops moving
+    # unit of log x (the Markov property of Brownian motion) plus the drift's kappa^2 b^2 (b the
+    # log distance past the last fitted run), and its mean stops moving
     theta = independent_fit.parameter_draws()
     walk = walk_draws(independent_fit, theta)
     shift, variance = walk_conditional(independent_fit, theta, {"x": far["x"].to_numpy()}, {}, walk)
+    last = independent_fit.datatree["constant_data"]["x"].values.max()
+    beyond = np.log(far["x"].to_numpy() / last)
+    assert beyond[1] > 0
     np.testing.assert_allclose(
-        variance[:, 2] - variance[:, 1], walk["tau"] ** 2 * np.log(1e8 / 1e6), rtol=1e-9
+        variance[:, 2] - variance[:, 1],
+        walk["tau"] ** 2 * np.log(1e8 / 1e6)
+        + walk["kappa"] ** 2 * (beyond[2] ** 2 - beyond[1] ** 2),
+        rtol=1e-9,
     )
     np.testing.assert_allclose(shift[:, 2], shift[:, 1], atol=1e-12)
+    without_drift = walk_conditional(
+        independent_fit, theta, {"x": far["x"].to_numpy()}, {}, {**walk, "kappa": 0 * walk["kappa"]}
+    )[1]
+    np.testing.assert_allclose(
+        variance - without_drift, walk["kappa"][:, None] ** 2 * beyond.clip(0) ** 2
+    )
 
 
 def test_walk_draws_follow_the_grid_posterior_and_the_seed(independent_fit):
@@ -237,7 +250,8 @@ def test_walk_draws_follow_the_grid_posterior_and_the_seed(independent_fit):
     first = walk_draws(independent_fit, theta)
     again = walk_draws(independent_fit, theta)
     np.testing.assert_array_equal(first["tau"], again["tau"])
-    assert first["tau"].shape == first["sigma"].shape == (600,)
+    np.testing.assert_array_equal(first["kappa"], again["kappa"])
+    assert first["tau"].shape == first["sigma"].shape == first["kappa"].shape == (600,)
     # the wobble (amplitude 0.03, 2 radians per unit log x) moves the residual by about 0.06
     # per unit log x, which only the walk can carry: tau's posterior is of that order
     assert 0.01 < np.median(first["tau"]) < 0.3
@@ -282,6 +296,36 @@ def test_leave_future_out_errors_widen_the_walk_where_the_law_extrapolates_badly
     setup = _walk_setup(independent_fit, theta, None, {})
     residuals_only = _walk_draws(setup, independent_fit.seed)
     calibrated = _walk_draws(setup, independent_fit.seed, errors)
-    assert np.median(calibrated["tau"]) > 1.5 * np.median(residuals_only["tau"])
+    # the forecast's spread two units of log x past the data, from the walk and the drift
+    far = {
+        "x": np.array([np.exp(2.0) * independent_fit.datatree["constant_data"]["x"].values.max()])
+    }
+    spread = {
+        name: np.median(walk_conditional(independent_fit, theta, far, {}, draws)[1])
+        for name, draws in (("residuals", residuals_only), ("calibrated", calibrated))
+    }
+    assert spread["calibrated"] > 1.5**2 * spread["residuals"]
     # the public draws are the calibrated ones
-    np.testing.assert_array_equal(walk_draws(independent_fit, theta)["tau"], calibrated["tau"])
+    public = walk_draws(independent_fit, theta)
+    for name in ("sigma", "tau", "kappa"):
+        np.testing.assert_array_equal(public[name], calibrated[name])
+
+
+def test_drift_is_learned_from_errors_that_grow_linearly_and_absent_without_them(independent_fit):
+    theta = independent_fit.parameter_draws()
+    setup = _walk_setup(independent_fit, theta, None, {})
+    # forecast errors of a law whose exponent is off by 0.05: 0.05 per unit of log distance, the
+    # same at every cut (plus noise of 0.002), which a random walk explains badly
+    rng = np.random.default_rng(3)
+    errors = []
+    for n in (8, 6, 4):
+        distance = np.linspace(0.5, 4.0, n)
+        errors.append((0.05 * distance + rng.normal(0, 0.002, n), distance))
+    drift = _walk_draws(setup, independent_fit.seed, errors)
+    # the errors pin kappa near 0.05 (three cuts of 4 to 8 points, noise 0.002: a factor 1.5 is
+    # far wider than its posterior)
+    assert 0.05 / 1.5 < np.median(drift["kappa"]) < 0.05 * 1.5
+    # the same slope as a walk would need tau ~ 0.05 per sqrt unit: the drift takes it instead
+    assert np.median(drift["tau"]) < 0.02
+    # without leave-future-out errors nothing informs kappa, and there is no drift
+    assert np.all(_walk_draws(setup, independent_fit.seed)["kappa"] == 0)
