@@ -267,7 +267,8 @@ def backtest(
         Passed to :func:`bayescale.fit` (``likelihood``, ``priors``, ``draws``, ...).
     discrepancy : {None, "walk"}
         Passed to bayescale's forecast (:func:`bayescale.forecast.forecast`): ``"walk"`` adds
-        the law's own error, estimated from the residuals, to the forecast.
+        the law's own error (a walk and a drift, estimated from the residuals and from
+        leave-future-out refits) to the forecast.
 
     Returns
     -------

@@ -351,8 +351,9 @@ def summary_command(fit_path, prob, as_json) -> None:
     "--discrepancy",
     type=click.Choice(["walk"]),
     default=None,
-    help="Add the law's own error as a random walk in log input, its scale estimated from the "
-    "residuals and from refits on the first part of the runs (laws with one input).",
+    help="Add the law's own error as a random walk in log input plus a drift beyond the "
+    "fitted runs, their scales estimated from the residuals and from refits on the first part "
+    "of the runs (laws with one input).",
 )
 @click.option("--json", "as_json", is_flag=True)
 def forecast_command(fit_path, points, prob, seed, discrepancy, as_json) -> None:

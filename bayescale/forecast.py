@@ -132,9 +132,10 @@ def forecast(
         fit gives identical forecasts. Each point's draws depend only on the seed and the point,
         not on the other points forecast with it.
     discrepancy : {None, "walk"}
-        ``"walk"`` adds the law's own error, estimated from the fit's residuals as a random walk
-        in log input (see :func:`walk_draws`), to a fit made with independent noise. Fits made
-        with the ``lognormal_walk`` observation model always include it.
+        ``"walk"`` adds the law's own error to a fit made with independent noise: a random walk
+        in log input and a drift beyond the fitted runs, estimated from the fit's residuals and
+        from leave-future-out refits (see :func:`walk_draws`). Fits made with the
+        ``lognormal_walk`` observation model always include their walk (no drift).
 
     Returns
     -------
