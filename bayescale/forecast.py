@@ -303,10 +303,11 @@ def walk_draws(fit: Fit, theta, grid: int = 60) -> dict[str, np.ndarray]:
        log-likelihoods are averaged rather than summed. This is how wrong the law was when it
        extrapolated inside the data, the evidence a forecast beyond the data needs.
 
-    Without leave-future-out errors (a fit with groups or covariates) nothing informs ``kappa``
-    and it is 0: the walk alone, calibrated on the residuals. One triple is drawn per law draw
-    (seeded by the fit's seed). Used where the joint model samples badly: a nearly flat curve
-    leaves the law's parameters weakly identified once a walk may explain the residuals.
+    Without leave-future-out errors (a fit with groups or covariates, or too few runs to cut)
+    nothing informs ``kappa`` and it is 0: the walk alone, calibrated on the residuals. One
+    triple is drawn per law draw (seeded by the fit's seed). Used where the joint model samples
+    badly: a nearly flat curve leaves the law's parameters weakly identified once a walk may
+    explain the residuals.
 
     Returns
     -------
