@@ -47,8 +47,10 @@ def epoch_runs(law=None):
 
 
 def without_references(law: Law) -> Law:
-    """The same law with every coefficient sampled as written (defined at input = 1)."""
+    """The same law with every coefficient sampled as written (defined at input = 1), its floor
+    added as written too (no log-sum-exp form, which needs the reference terms)."""
     spec = law.to_dict()
+    spec.pop("floor", None)
     for parameter in spec["parameters"].values():
         parameter.pop("reference", None)
     return Law.from_dict({**spec, "name": law.name + "_plain"})
