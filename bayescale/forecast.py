@@ -264,7 +264,7 @@ def _with_walk(fit: Fit, theta, x, codes, log_curve, observation_theta, discrepa
     if fit.spec.observation.correlated:
         walk = {"sigma": theta["sigma"], "tau": theta["tau"]}
     else:
-        walk = _walk_draws(setup, fit.seed, _leave_future_out_errors_once(fit, theta))
+        walk = _calibrated_walk_once(fit, theta, setup)
     shift, variance = _conditional(setup, walk)
     sigma = np.asarray(walk["sigma"], dtype=np.float64)[:, None]
     return jnp.asarray(log_curve) + shift, {
@@ -382,13 +382,16 @@ def leave_future_out_errors(
     return out
 
 
-def _leave_future_out_errors_once(fit: Fit, theta) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`leave_future_out_errors` of ``fit`` at its own posterior draws ``theta``, computed
-    once per :class:`Fit` object and kept on it: a forecast and its scoring
-    (:func:`log_predictive_density`) then share the refits."""
-    if "_leave_future_out_errors" not in fit.__dict__:
-        fit.__dict__["_leave_future_out_errors"] = leave_future_out_errors(fit, theta)
-    return fit.__dict__["_leave_future_out_errors"]
+def _calibrated_walk_once(fit: Fit, theta, setup: _WalkSetup) -> dict[str, np.ndarray]:
+    """:func:`walk_draws` of ``fit`` at its own posterior draws ``theta``, computed once per
+    :class:`Fit` object and kept on it: a forecast and its scoring
+    (:func:`log_predictive_density`) share the refits and the grid posterior (both depend on the
+    fitted runs alone, not on the points)."""
+    if "_calibrated_walk" not in fit.__dict__:
+        fit.__dict__["_calibrated_walk"] = _walk_draws(
+            setup, fit.seed, leave_future_out_errors(fit, theta)
+        )
+    return fit.__dict__["_calibrated_walk"]
 
 
 def _walk_log_likelihood(values, walk_eigenvalues, sigma2, tau2) -> np.ndarray:
