@@ -407,11 +407,11 @@ def _walk_draws(setup: _WalkSetup, seed: int, errors=(), grid: int = 60) -> dict
     log_sigma = np.linspace(np.log(1e-5), np.log(2.0), grid)
     log_tau = np.linspace(np.log(1e-5), np.log(1.0), grid)
     log_kappa = DRIFT_GRID if errors else np.array([-np.inf])  # no evidence: no drift
-    sigma2 = np.exp(2 * log_sigma)[:, None, None, None]
-    tau2 = np.exp(2 * log_tau)[None, :, None, None]
+    sigma2 = np.exp(2 * log_sigma)[:, None, None]
+    tau2 = np.exp(2 * log_tau)[None, :, None]
     kappa2 = np.exp(2 * log_kappa)[None, None, :]
     log_likelihood = _walk_log_likelihood(
-        setup.basis.T @ residual, setup.eigenvalues, sigma2[..., 0], tau2[..., 0]
+        setup.basis.T @ residual, setup.eigenvalues, sigma2, tau2
     )[..., None]
     for error, distance in errors:
         log_likelihood = log_likelihood + _forecast_error_log_likelihood(
@@ -446,12 +446,12 @@ def _walk_draws(setup: _WalkSetup, seed: int, errors=(), grid: int = 60) -> dict
 def _forecast_error_log_likelihood(error, distance, sigma2, tau2, kappa2) -> np.ndarray:
     """Log-likelihood (up to a constant) of one cut's forecast errors under the covariance
     ``sigma^2 I + tau^2 min(d_i, d_j) + kappa^2 d d'``, on the grid of ``(sigma^2, tau^2,
-    kappa^2)`` (arrays broadcasting to ``(sigma, tau, kappa, 1)``). The drift is a rank-one
+    kappa^2)`` (arrays broadcasting to ``(sigma, tau, kappa)``). The drift is a rank-one
     update of the walk's covariance, diagonal in the eigenvectors of ``min(d_i, d_j)``: the
     determinant lemma and the Sherman-Morrison formula give it in ``O(n)`` per grid cell."""
     eigenvalues, basis = np.linalg.eigh(np.minimum.outer(distance, distance))
     z, u = basis.T @ error, basis.T @ distance
-    diagonal = tau2 * np.clip(eigenvalues, 0.0, None) + sigma2  # (sigma, tau, 1, run)
+    diagonal = tau2[..., None] * np.clip(eigenvalues, 0.0, None) + sigma2[..., None]
     zz = np.sum(z**2 / diagonal, axis=-1)
     uu = np.sum(u**2 / diagonal, axis=-1)
     zu = np.sum(z * u / diagonal, axis=-1)

@@ -73,7 +73,7 @@ def main() -> None:
             published = study.published_comparison(result.scores)
             published.to_csv(RESULTS / "published_paper.csv")
             print("\nRMSLE per curve next to the paper's estimators (its Tables 2 and 3)")
-            print(published.to_string(float_format=lambda v: f"{v:.2e}"))
+            study.print_published(published)
         points = result.points[result.points["method"] == "bayescale"]
         worse = [
             domain

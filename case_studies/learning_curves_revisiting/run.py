@@ -89,6 +89,18 @@ def published_comparison(scores: pd.DataFrame) -> pd.DataFrame:
     return table.dropna(subset=["bayescale"])
 
 
+def print_published(published: pd.DataFrame) -> None:
+    """Print :func:`published_comparison`'s table and how often bayescale matches M4 and the best
+    of M1 to M4."""
+    print(published.to_string(float_format=lambda v: f"{v:.2e}"))
+    print(
+        f"bayescale's RMSLE <= M4's on {int((published['bayescale'] <= published['M4']).sum())}"
+        f" and <= the best of M1-M4 on "
+        f"{int((published['bayescale'] <= published['best_published']).sum())} "
+        f"of {len(published)} published curves"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="4 curves, short chains")
@@ -124,13 +136,7 @@ def main() -> None:
     if args.fraction is None:  # the paper's split: its published errors apply
         published = published_comparison(result.scores)
         (args.out / "published.md").write_text(markdown_table(published) + "\n")
-        print(published.to_string(float_format=lambda v: f"{v:.2e}"))
-        print(
-            f"bayescale's RMSLE <= M4's on {int((published['bayescale'] <= published['M4']).sum())}"
-            f" and <= the best of M1-M4 on "
-            f"{int((published['bayescale'] <= published['best_published']).sum())} "
-            f"of {len(published)} published curves"
-        )
+        print_published(published)
     bayes = result.scores[result.scores["method"] == "bayescale"]
     adequate, converged = int(bayes["adequate"].sum()), int(bayes["converged"].sum())
     print(
