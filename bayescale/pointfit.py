@@ -29,6 +29,7 @@ import warnings
 
 import numpy as np
 import scipy.optimize
+from threadpoolctl import threadpool_limits
 
 from bayescale.formula import NUMPY_OPS
 from bayescale.laws import Law
@@ -77,7 +78,7 @@ def curve_fit_point(law, free, fixed, inputs, y, start):
         values = dict(zip(names, flat_x.reshape(len(names), -1), strict=True))
         return predict(law, free, fixed, np.array(params), values)
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore")
         params, _ = scipy.optimize.curve_fit(
             model, stacked.ravel(), y, p0=p0, bounds=(lower, upper), maxfev=20000
@@ -86,7 +87,34 @@ def curve_fit_point(law, free, fixed, inputs, y, start):
 
 
 def huber_fit(law, free, fixed, inputs, y, start, starts: int = 64):
-    """Multi-start L-BFGS on the summed Huber loss of log residuals (Hoffmann et al. 2022)."""
+    """Multi-start L-BFGS on the summed Huber loss of log residuals (Hoffmann et al. 2022).
+
+    Parameters
+    ----------
+    law : Law
+    free : list of Parameter
+        The parameters fitted (see :func:`free_and_fixed`).
+    fixed : dict of str to float
+        Values of the other parameters.
+    inputs : mapping of str to array
+        The law's inputs at each run.
+    y : array
+        The outcome at each run (positive).
+    start : array, optional
+        One starting point (values of ``free``); without it, ``starts`` draws from the priors.
+    starts : int
+
+    Returns
+    -------
+    array or None
+        The best values of ``free``, or ``None`` when no start reached a finite loss.
+
+    Notes
+    -----
+    The optimisation runs with one BLAS thread: L-BFGS-B makes many tiny BLAS calls, and with
+    BLAS threads spinning next to JAX's on 2 cores they were 15x slower (measured on the
+    learning-curve benchmark's curves; the same cause as in :mod:`bayescale.inference`).
+    """
     links = [p.support for p in free]
 
     def unpack(z):
@@ -123,10 +151,11 @@ def huber_fit(law, free, fixed, inputs, y, start, starts: int = 64):
             for row in draws
         ]
     best, best_value = None, np.inf
-    for z0 in candidates:
-        if not np.all(np.isfinite(z0)):
-            continue
-        result = scipy.optimize.minimize(objective, z0, method="L-BFGS-B")
-        if result.fun < best_value:
-            best, best_value = result.x, result.fun
+    with threadpool_limits(limits=1, user_api="blas"):
+        for z0 in candidates:
+            if not np.all(np.isfinite(z0)):
+                continue
+            result = scipy.optimize.minimize(objective, z0, method="L-BFGS-B")
+            if result.fun < best_value:
+                best, best_value = result.x, result.fun
     return None if best is None or best_value >= 1e30 else unpack(best)
