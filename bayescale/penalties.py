@@ -65,6 +65,11 @@ MIST_CITATION = (
     "laws). arXiv:2510.18900."
 )
 
+HORIZON_CITATION = (
+    "Bjorck, J., Benhaim, A., Chaudhary, V., Wei, F., Song, X. (2025). Scaling Optimal LR Across "
+    "Token Horizons. ICLR 2025, arXiv:2409.19913."
+)
+
 MIST_LIKELIHOOD: dict[str, Any] = {
     "name": "lognormal_mean",
     "priors": {"sigma": "Exponential(rate=10)"},
@@ -85,6 +90,8 @@ MIST_PRIORS: dict[str, str] = {
     "lr_b": "Normal(0.5, 0.05)",
     "lr_c": "Normal(0, 0.1)",
     "c_lr": "Exponential(rate=1)",
+    # not in MIST: the optimum's exponent in the token horizon (penalise(horizon_input=...))
+    "lr_d": "Normal(0, 0.25)",
     # shape optima and weights (Exponential(1.0) is the same under both conventions)
     "ff_ratio_opt": "LogNormal(log(4), 0.5)",
     "c_ff_ratio": "Exponential(rate=1)",
@@ -115,6 +122,7 @@ _LR_PARAMETERS = {
     "lr_a": "optimal learning rate at batch 1 and model size 1 (lr* = lr_a batch^lr_b N^lr_c)",
     "lr_b": "exponent of the optimal learning rate in the batch size",
     "lr_c": "exponent of the optimal learning rate in the model size",
+    "lr_d": "exponent of the optimal learning rate in the training tokens (not in MIST)",
 }
 
 
@@ -125,6 +133,7 @@ def penalise(
     shapes: Iterable[str] = (),
     combine: str = "multiplicative",
     size_input: str | None = "auto",
+    horizon_input: str | None = None,
     shape_form: str = "linear",
     asymmetric: bool = False,
     priors: Mapping[str, str] | None = None,
@@ -147,6 +156,12 @@ def penalise(
         Input whose value the optimal learning rate scales with (``N^lr_c``). ``"auto"`` uses
         ``N`` when the base law has it, else none; a name the base law lacks becomes a new input
         (MIST's ``lr_model_size`` option, e.g. non-embedding parameters).
+    horizon_input : str or None
+        Not in MIST: an input (the number of training tokens) that the optimal learning rate
+        also scales with, ``lr* = lr_a batch^lr_b N^lr_c D^lr_d``: longer training wants a
+        smaller learning rate (Bjorck et al. 2025, arXiv:2409.19913, fit ``lr*`` as a power law
+        of the token horizon). A name the base law lacks becomes a new input. Prior of ``lr_d``:
+        ``Normal(0, 0.25)`` (no effect at its centre).
     shape_form : {"linear", "log"}
         ``c (x - x_opt)^2`` (MIST's default ``harmonic_penalty``) or ``c (log x - log x_opt)^2``.
     asymmetric : bool
@@ -227,13 +242,22 @@ def penalise(
                     "support": "positive",
                 }
             optimum += f" + lr_c * log({size_input})"
+        if horizon_input is not None:
+            if horizon_input not in base.input_names:
+                new_inputs[horizon_input] = {
+                    "description": "training tokens the optimal learning rate scales with",
+                    "support": "positive",
+                }
+            optimum += f" + lr_d * log({horizon_input})"
         distance = _minus_all("log(lr)", optimum)
         if asymmetric:
             terms.append(f"c_lr_low * min({distance}, 0)^2 + c_lr_high * max({distance}, 0)^2")
         else:
             terms.append(f"c_lr * ({distance})^2")
         for parameter, description in _LR_PARAMETERS.items():
-            if parameter == "lr_c" and size_input is None:
+            if (parameter == "lr_c" and size_input is None) or (
+                parameter == "lr_d" and horizon_input is None
+            ):
                 continue
             if parameter == "c_lr" and asymmetric:
                 for side, where_ in (("low", "below"), ("high", "above")):
@@ -273,6 +297,8 @@ def penalise(
     spec["inputs"] = {**spec["inputs"], **new_inputs}
     spec["parameters"] = {**spec["parameters"], **new_parameters}
     spec["citation"] = f"{base.citation} Penalties: {MIST_CITATION}".strip()
+    if horizon_input is not None:
+        spec["citation"] += f" Token horizon of the optimum: {HORIZON_CITATION}"
     spec["source"] = f"Base law: {base.source} Penalties: {MIST_SOURCE}."
     form = "L * exp(P)" if combine == "multiplicative" else "L + P"
     spec["notes"] = f"{base.notes.strip()} Penalties {combine} ({form}).".strip()
@@ -361,30 +387,36 @@ def optimum_expression(law: str | Law) -> str:
     has_curvature = "c_lr" in names or {"c_lr_low", "c_lr_high"} <= names
     if not (has_curvature and {"lr_a", "lr_b"} <= names) or "lr" not in law.input_names:
         raise LawError(f"law {law.name!r} has no learning-rate penalty (see penalise())")
-    size = _size_input(law)
-    return "lr_a * batch^lr_b" + (f" * {size}^lr_c" if size else "")
+    return "lr_a * batch^lr_b" + _scale_factors(law)
 
 
-def _size_input(law: Law) -> str | None:
-    """The input the optimal learning rate scales with (``lr_c * log(<input>)``), if any."""
-    if "lr_c" not in law.parameter_names:
-        return None
-    match = re.search(r"lr_c \* log\((\w+)\)", law.formula_text)
-    if match is None or match.group(1) not in law.input_names:
-        raise LawError(f"law {law.name!r}: cannot find the model-size term 'lr_c * log(INPUT)'")
-    return match.group(1)
+def _scale_factors(law: Law) -> str:
+    """The optimum's factors beyond the batch size: ``" * N^lr_c * D^lr_d"`` (those present)."""
+    factors = ""
+    for exponent in ("lr_c", "lr_d"):
+        if exponent not in law.parameter_names:
+            continue
+        match = re.search(rf"{exponent} \* log\((\w+)\)", law.formula_text)
+        if match is None or match.group(1) not in law.input_names:
+            raise LawError(
+                f"law {law.name!r}: cannot find the optimum's term '{exponent} * log(INPUT)'"
+            )
+        factors += f" * {match.group(1)}^{exponent}"
+    return factors
 
 
 # ---------------------------------------------------------------------------- derived quantities
 def optimal_learning_rate(fit, at, *, prob: float = 0.9):
-    """Posterior of the optimal learning rate ``lr* = lr_a batch^lr_b N^lr_c`` at given scales.
+    """Posterior of the optimal learning rate ``lr* = lr_a batch^lr_b N^lr_c`` at given scales
+    (times ``D^lr_d`` for a law with a token horizon).
 
     Parameters
     ----------
     fit : Fit
         A fit of a penalised law.
     at : mapping, list or DataFrame
-        Points giving ``batch`` (and the model-size input, and a label for each pooled group).
+        Points giving ``batch`` (and the model-size and horizon inputs, and a label for each
+        pooled group).
     prob : float
         Mass of the central interval.
 
@@ -415,22 +447,22 @@ def optimal_learning_rate(fit, at, *, prob: float = 0.9):
 def optimal_batch_size(fit, at, *, prob: float = 0.9):
     """Posterior of the batch size at which a given learning rate is optimal.
 
-    Inverts ``lr* = lr_a batch^lr_b N^lr_c`` for ``batch``: ``(lr / (lr_a N^lr_c))^(1/lr_b)``.
+    Inverts ``lr* = lr_a batch^lr_b N^lr_c`` for ``batch``: ``(lr / (lr_a N^lr_c))^(1/lr_b)``
+    (with ``D^lr_d`` beside ``N^lr_c`` for a law with a token horizon).
     Identifiable only when the runs vary the batch size (see :func:`posterior_to_prior_sd`).
 
     Parameters
     ----------
     fit : Fit
     at : mapping, list or DataFrame
-        Points giving ``lr`` and the model-size input.
+        Points giving ``lr`` and the model-size (and horizon) inputs.
 
     Returns
     -------
     Derived
     """
     optimum_expression(fit.law)  # checks that the law has a learning-rate penalty
-    size = _size_input(fit.law)
-    expression = "(lr / (lr_a" + (f" * {size}^lr_c" if size else "") + "))^(1 / lr_b)"
+    expression = f"(lr / (lr_a{_scale_factors(fit.law)}))^(1 / lr_b)"
     ratio = posterior_to_prior_sd(fit, "lr_b")
     if ratio > 0.7:
         warnings.warn(

@@ -311,3 +311,40 @@ def test_pooled_penalty_curvature_by_dataset(pooled_fit):
     assert posterior_to_prior_sd(fit, "lr_b") > 0.7
     with pytest.warns(UserWarning, match="lr_b is not identified"):
         optimal_learning_rate(fit, {"x": 1e9, "batch": 4096, "dataset": "c4"})
+
+
+def test_token_horizon_moves_the_optimum_and_is_recovered():
+    """``horizon_input``: the optimum also scales with the training tokens (``D^lr_d``). Sweeps
+    at two horizons per size, one batch size; the horizon exponent and the optimum at a new size
+    and horizon are recovered (99% intervals, as above)."""
+    law = penalise("power_law_floor", size_input="x", horizon_input="tokens")
+    assert law.input_names == ("x", "lr", "batch", "tokens")
+    assert optimum_expression(law) == "lr_a * batch^lr_b * x^lr_c * tokens^lr_d"
+    assert law.parameter("lr_d").prior == Prior.parse("Normal(0, 0.25)")
+    truth = {**TRUTH, "lr_d": -0.15}
+
+    def optimum(size, tokens):
+        return true_optimum(512, size, truth) * tokens ** truth["lr_d"]
+
+    rng = np.random.default_rng(7)
+    rows = [
+        {"x": size, "tokens": tokens, "batch": 512.0, "lr": optimum(size, tokens) * factor}
+        for size in np.geomspace(1e6, 1e10, 5)
+        for tokens in (1e9, 1e11)
+        for factor in (0.25, 0.7, 1.5, 4.0)
+    ]
+    frame = pd.DataFrame(rows)
+    mean = np.asarray(law.mean({k: frame[k].to_numpy() for k in law.input_names}, truth, NUMPY_OPS))
+    # the optimum really moves: at the short horizon's optimum, the long run is penalised
+    at_short_optimum = {"x": np.array([1e6, 1e6]), "batch": np.array([512.0, 512.0])}
+    at_short_optimum["lr"] = np.full(2, optimum(1e6, 1e9))
+    at_short_optimum["tokens"] = np.array([1e9, 1e11])
+    short, long = law.mean(at_short_optimum, truth, NUMPY_OPS)
+    assert long > short * (1 + 1e-3)
+    frame["loss"] = mean * np.exp(rng.normal(-(SIGMA**2) / 2, SIGMA, len(frame)))
+    fit = bs.fit(frame, law, y="loss", priors=PRIORS, seed=3, target_accept=0.95, **FAST)
+    assert_covers(fit, {"lr_c": truth["lr_c"], "lr_d": truth["lr_d"], "c_lr": truth["c_lr"]})
+    with pytest.warns(UserWarning, match="lr_b is not identified"):  # one batch size
+        table = optimal_learning_rate(fit, {"x": 3e10, "batch": 512, "tokens": 3e11}, prob=PROB)
+    low, high = table.table().loc[0, ["q0_5", "q99_5"]]
+    assert low <= optimum(3e10, 3e11) <= high
