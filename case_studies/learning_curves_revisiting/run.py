@@ -54,13 +54,15 @@ def run(
     bootstrap: int,
     seed: int = 0,
     discrepancy: str | None = DISCREPANCY,
+    candidates=CANDIDATES,
 ):
     """Back-test every curve of ``frame`` at the paper's split, or at ``fraction`` of each curve,
-    with ``discrepancy`` added to every candidate's forecast."""
+    with ``discrepancy`` added to every candidate's forecast; ``candidates`` are the laws
+    (stacked by PSIS-LOO when there are several)."""
     split = {"fraction": fraction} if fraction is not None else {"train_flag": "Training"}
     return backtest_curves(
         frame,
-        CANDIDATES,
+        candidates,
         by="curve",
         y="loss",
         axis="x",
@@ -115,6 +117,12 @@ def main() -> None:
         action="store_true",
         help="forecast with the fitted noise alone (no random-walk discrepancy)",
     )
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        default=list(CANDIDATES),
+        help=f"candidate laws, stacked by PSIS-LOO (default: {' '.join(CANDIDATES)})",
+    )
     args = parser.parse_args()
     curves = 4 if args.smoke else args.curves
     sampler = {"chains": 2, "draws": 200, "warmup": 200} if args.smoke else {}
@@ -126,6 +134,7 @@ def main() -> None:
         sampler=sampler,
         bootstrap=bootstrap,
         discrepancy=None if args.no_discrepancy else DISCREPANCY,
+        candidates=args.candidates,
     )
     table = result.table()
     args.out.mkdir(parents=True, exist_ok=True)
