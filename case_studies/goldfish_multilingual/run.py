@@ -59,6 +59,36 @@ Identical curves, better coordinates for languages with one or two runs: a run n
 ``L20`` almost on its own, so the floor/exponent trade-off stays a question for the population
 (pooled) or the prior (unpooled) instead of a thin curved ridge that NUTS cannot follow."""
 
+LARGE_MODEL = 124_770_816
+"""Parameters of the 12-layer Goldfish network (100 MB, 1 GB and full models); the 5 MB and 10 MB
+models are 4-layer networks of 32.8M and 39.1M parameters (data/goldfish_README.md)."""
+
+MODEL_SIZE_LAW = bs.Law.from_formula(
+    "anchored_power_law_model_size",
+    f"L20 * (phi + (1 - phi) * (x / 20)^(-alpha)) * (N / {LARGE_MODEL})^(-gamma)",
+    inputs={
+        "x": "training data, MB of English-equivalent text",
+        "N": "model parameters",
+    },
+    parameters={
+        **{name: dict(LAW.to_dict()["parameters"][name]) for name in ("L20", "phi", "alpha")},
+        "gamma": {
+            "prior": "LogNormal(log(0.1), 1)",
+            "description": "model-size exponent: a network with N parameters scales the loss by "
+            "(N / N_large)^(-gamma)",
+        },
+    },
+    title="Anchored power law in data, times a power law in model size",
+    citation="Henighan et al. (2020), arXiv:2010.14701 (the power law plus constant); Kaplan "
+    "et al. (2020), arXiv:2001.08361 (loss as a power law in parameters)",
+)
+""":data:`LAW` times ``(N / N_large)^(-gamma)``. Goldfish's 10 MB to 100 MB step also changes the
+network (4 to 12 layers, 39M to 125M parameters), while 100 MB to 1 GB does not: a data-only law
+reads the network's gain as data scaling. ``L20`` is then the loss of the 12-layer network at
+20 MB. ``gamma`` is one number for every language in the pooled models (it is identified by the
+languages whose fitted runs straddle the network change) and each language's own in the unpooled
+model."""
+
 # Priors (bits per half-sentence). The pooled models put them on the population values; the
 # unpooled model gives every language the same prior independently: the population value and the
 # spread are Fixed (bs.Pooling documents this "no pooling" form), so that each language's
@@ -104,10 +134,12 @@ def goldfish_runs(languages: int | None = None) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def goldfish_spec(kind: str, per_language_noise: bool = False):
+def goldfish_spec(kind: str, per_language_noise: bool = False, model_size: bool = False):
     """Pooling and priors of the three models: pooled, covariates, unpooled. With
     ``per_language_noise`` the pooled models also give every language its own noise scale,
-    pooled over languages (the unpooled model always has one per language)."""
+    pooled over languages (the unpooled model always has one per language). With ``model_size``
+    (the law :data:`MODEL_SIZE_LAW`) the unpooled model also gives every language its own
+    ``gamma`` under the law's prior; the pooled models share one."""
     covariates = COVARIATES if kind == "covariates" else ()
     pool, priors = [], {}
     for name, (centre, spread) in UNPOOLED.items():
@@ -119,6 +151,10 @@ def goldfish_spec(kind: str, per_language_noise: bool = False):
             priors[f"{name}_sd"] = f"Fixed({spread})"
         else:
             priors[f"{name}_sd"] = "HalfNormal(0.5)"
+    if kind == "unpooled" and model_size:
+        pool.append(bs.Pooling("gamma", "language"))
+        priors["gamma"] = "Fixed(0.1)"
+        priors["gamma_sd"] = "Fixed(1.0)"
     if kind == "unpooled":
         pool.append(bs.Pooling("sigma", "language"))
         priors["sigma"] = "Fixed(0.03)"
@@ -136,7 +172,9 @@ def goldfish_spec(kind: str, per_language_noise: bool = False):
 
 def heldout_scores(fit: bs.Fit, test: pd.DataFrame) -> pd.DataFrame:
     """Per held-out run: the forecast's median, 90% interval, absolute log error and log density."""
-    points = test[["mb", "language"]].rename(columns={"mb": "x"})
+    points = test[["mb", "model_parameters", "language"]].rename(
+        columns={"mb": "x", "model_parameters": "N"}
+    )[[*fit.law.input_names, "language"]]
     forecast = fit.forecast(points)
     table = forecast.table()
     curve = forecast.curve.reshape(-1, len(test))
@@ -223,7 +261,15 @@ def compare(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_goldfish(settings: dict, smoke: bool, out: Path, per_language_noise: bool = False) -> dict:
+def run_goldfish(
+    settings: dict,
+    smoke: bool,
+    out: Path,
+    per_language_noise: bool = False,
+    model_size: bool = False,
+) -> dict:
+    law = MODEL_SIZE_LAW if model_size else LAW
+    columns = {"x": "mb", "N": "model_parameters"} if model_size else {"x": "mb"}
     frame = goldfish_runs(languages=18 if smoke else None)
     train, test = frame[~frame["held_out"]], frame[frame["held_out"]]
     print(
@@ -233,13 +279,13 @@ def run_goldfish(settings: dict, smoke: bool, out: Path, per_language_noise: boo
     )
     scores, fits = {}, {}
     for kind in ("pooled", "covariates", "unpooled"):
-        pool, priors = goldfish_spec(kind, per_language_noise)
+        pool, priors = goldfish_spec(kind, per_language_noise, model_size)
         started = time.perf_counter()
         fit = bs.fit(
             train,
-            LAW,
+            law,
             y="loss",
-            x={"x": "mb"},
+            x=columns,
             pool=pool,
             priors=priors,
             **settings,
@@ -434,6 +480,11 @@ def main() -> None:
         action="store_true",
         help="pooled models: one noise scale per language, pooled (default: one shared)",
     )
+    parser.add_argument(
+        "--model-size",
+        action="store_true",
+        help="the law with a model-size factor (the 10 MB -> 100 MB step changes the network)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     draws = args.draws or (200 if args.smoke else 1000)
@@ -441,7 +492,9 @@ def main() -> None:
     settings.update(seed=1, target_accept=0.95)
     results = {}
     if args.part in ("goldfish", "all"):
-        results["goldfish"] = run_goldfish(settings, args.smoke, args.out, args.per_language_noise)
+        results["goldfish"] = run_goldfish(
+            settings, args.smoke, args.out, args.per_language_noise, args.model_size
+        )
     if args.part in ("xglm", "all") and not args.smoke:
         results["xglm"] = run_xglm(settings, args.out)
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
