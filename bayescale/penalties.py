@@ -235,20 +235,19 @@ def penalise(
             "support": "positive",
         }
         optimum = "log(lr_a) + lr_b * log(batch)"
-        if size_input is not None:
-            if size_input not in base.input_names:
-                new_inputs[size_input] = {
-                    "description": "model size the optimal learning rate scales with",
+        scales = (
+            (size_input, "lr_c", "model size"),
+            (horizon_input, "lr_d", "training tokens"),
+        )
+        for scale, exponent, meaning in scales:
+            if scale is None:
+                continue
+            if scale not in base.input_names:
+                new_inputs[scale] = {
+                    "description": f"{meaning} the optimal learning rate scales with",
                     "support": "positive",
                 }
-            optimum += f" + lr_c * log({size_input})"
-        if horizon_input is not None:
-            if horizon_input not in base.input_names:
-                new_inputs[horizon_input] = {
-                    "description": "training tokens the optimal learning rate scales with",
-                    "support": "positive",
-                }
-            optimum += f" + lr_d * log({horizon_input})"
+            optimum += f" + {exponent} * log({scale})"
         distance = _minus_all("log(lr)", optimum)
         if asymmetric:
             terms.append(f"c_lr_low * min({distance}, 0)^2 + c_lr_high * max({distance}, 0)^2")
