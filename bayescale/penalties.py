@@ -253,10 +253,9 @@ def penalise(
             terms.append(f"c_lr_low * min({distance}, 0)^2 + c_lr_high * max({distance}, 0)^2")
         else:
             terms.append(f"c_lr * ({distance})^2")
+        unused = {exponent for scale, exponent, _ in scales if scale is None}
         for parameter, description in _LR_PARAMETERS.items():
-            if (parameter == "lr_c" and size_input is None) or (
-                parameter == "lr_d" and horizon_input is None
-            ):
+            if parameter in unused:
                 continue
             if parameter == "c_lr" and asymmetric:
                 for side, where_ in (("low", "below"), ("high", "above")):

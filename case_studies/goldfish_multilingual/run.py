@@ -60,6 +60,9 @@ Identical curves, better coordinates for languages with one or two runs: a run n
 (pooled) or the prior (unpooled) instead of a thin curved ridge that NUTS cannot follow."""
 
 LARGE_MODEL = 124_770_816
+GAMMA_PRIOR = (0.1, 1.0)
+"""Prior of the model-size exponent: LogNormal(log(centre), spread), the population prior when
+pooled and every language's own when unpooled."""
 """Parameters of the 12-layer Goldfish network (100 MB, 1 GB and full models); the 5 MB and 10 MB
 models are 4-layer networks of 32.8M and 39.1M parameters (data/goldfish_README.md)."""
 
@@ -73,7 +76,7 @@ MODEL_SIZE_LAW = bs.Law.from_formula(
     parameters={
         **{name: dict(LAW.to_dict()["parameters"][name]) for name in ("L20", "phi", "alpha")},
         "gamma": {
-            "prior": "LogNormal(log(0.1), 1)",
+            "prior": f"LogNormal(log({GAMMA_PRIOR[0]}), {GAMMA_PRIOR[1]})",
             "description": "model-size exponent: a network with N parameters scales the loss by "
             "(N / N_large)^(-gamma)",
         },
@@ -153,8 +156,8 @@ def goldfish_spec(kind: str, per_language_noise: bool = False, model_size: bool 
             priors[f"{name}_sd"] = "HalfNormal(0.5)"
     if kind == "unpooled" and model_size:
         pool.append(bs.Pooling("gamma", "language"))
-        priors["gamma"] = "Fixed(0.1)"
-        priors["gamma_sd"] = "Fixed(1.0)"
+        priors["gamma"] = f"Fixed({GAMMA_PRIOR[0]})"
+        priors["gamma_sd"] = f"Fixed({GAMMA_PRIOR[1]})"
     if kind == "unpooled":
         pool.append(bs.Pooling("sigma", "language"))
         priors["sigma"] = "Fixed(0.03)"
