@@ -125,6 +125,9 @@ _LR_PARAMETERS = {
     "lr_d": "exponent of the optimal learning rate in the training tokens (not in MIST)",
 }
 
+_OPTIMUM_SCALES = (("lr_c", "model size"), ("lr_d", "training tokens"))
+"""The optimum's scale terms ``+ exponent * log(input)`` after the batch size, in order."""
+
 
 def penalise(
     base: str | Law,
@@ -235,10 +238,12 @@ def penalise(
             "support": "positive",
         }
         optimum = "log(lr_a) + lr_b * log(batch)"
-        scales = (
-            (size_input, "lr_c", "model size"),
-            (horizon_input, "lr_d", "training tokens"),
-        )
+        scales = [
+            (scale, exponent, meaning)
+            for scale, (exponent, meaning) in zip(
+                (size_input, horizon_input), _OPTIMUM_SCALES, strict=True
+            )
+        ]
         for scale, exponent, meaning in scales:
             if scale is None:
                 continue
@@ -391,7 +396,7 @@ def optimum_expression(law: str | Law) -> str:
 def _scale_factors(law: Law) -> str:
     """The optimum's factors beyond the batch size: ``" * N^lr_c * D^lr_d"`` (those present)."""
     factors = ""
-    for exponent in ("lr_c", "lr_d"):
+    for exponent, _ in _OPTIMUM_SCALES:
         if exponent not in law.parameter_names:
             continue
         match = re.search(rf"{exponent} \* log\((\w+)\)", law.formula_text)

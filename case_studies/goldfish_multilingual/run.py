@@ -60,11 +60,15 @@ Identical curves, better coordinates for languages with one or two runs: a run n
 (pooled) or the prior (unpooled) instead of a thin curved ridge that NUTS cannot follow."""
 
 LARGE_MODEL = 124_770_816
+"""Parameters of the 12-layer Goldfish network (100 MB, 1 GB and full models); the 5 MB and 10 MB
+models are 4-layer networks of 32.8M and 39.1M parameters (data/goldfish_README.md)."""
+
 GAMMA_PRIOR = (0.1, 1.0)
 """Prior of the model-size exponent: LogNormal(log(centre), spread), the population prior when
 pooled and every language's own when unpooled."""
-"""Parameters of the 12-layer Goldfish network (100 MB, 1 GB and full models); the 5 MB and 10 MB
-models are 4-layer networks of 32.8M and 39.1M parameters (data/goldfish_README.md)."""
+
+INPUT_COLUMNS = {"x": "mb", "N": "model_parameters"}
+"""The data column behind each input of :data:`LAW` and :data:`MODEL_SIZE_LAW`."""
 
 MODEL_SIZE_LAW = bs.Law.from_formula(
     "anchored_power_law_model_size",
@@ -175,9 +179,9 @@ def goldfish_spec(kind: str, per_language_noise: bool = False, model_size: bool 
 
 def heldout_scores(fit: bs.Fit, test: pd.DataFrame) -> pd.DataFrame:
     """Per held-out run: the forecast's median, 90% interval, absolute log error and log density."""
-    points = test[["mb", "model_parameters", "language"]].rename(
-        columns={"mb": "x", "model_parameters": "N"}
-    )[[*fit.law.input_names, "language"]]
+    names = fit.law.input_names
+    points = test[[INPUT_COLUMNS[n] for n in names] + ["language"]]
+    points = points.rename(columns={INPUT_COLUMNS[n]: n for n in names})
     forecast = fit.forecast(points)
     table = forecast.table()
     curve = forecast.curve.reshape(-1, len(test))
@@ -272,7 +276,6 @@ def run_goldfish(
     model_size: bool = False,
 ) -> dict:
     law = MODEL_SIZE_LAW if model_size else LAW
-    columns = {"x": "mb", "N": "model_parameters"} if model_size else {"x": "mb"}
     frame = goldfish_runs(languages=18 if smoke else None)
     train, test = frame[~frame["held_out"]], frame[frame["held_out"]]
     print(
@@ -288,7 +291,7 @@ def run_goldfish(
             train,
             law,
             y="loss",
-            x=columns,
+            x={n: INPUT_COLUMNS[n] for n in law.input_names},
             pool=pool,
             priors=priors,
             **settings,
