@@ -138,13 +138,18 @@ def candidate_forecasts(parts: dict, candidates, sampler: dict, seed: int) -> di
     return out
 
 
-def rule_weights(records: dict, candidates) -> dict[str, dict[str, np.ndarray]]:
-    """Every rule's weights for every curve."""
+def domain_weights(records: dict) -> dict[str, np.ndarray]:
+    """Per domain, stacking weights of the LFO densities of all its curves together."""
     pooled = {}
     for record in records.values():
         if "lfo" in record:
             pooled.setdefault(record["domain"], []).append(record["lfo"])
-    domain = {name: stacking_weights(np.concatenate(v, axis=1)) for name, v in pooled.items()}
+    return {name: stacking_weights(np.concatenate(v, axis=1)) for name, v in pooled.items()}
+
+
+def rule_weights(records: dict, candidates) -> dict[str, dict[str, np.ndarray]]:
+    """Every rule's weights for every curve."""
+    domain = domain_weights(records)
     k = len(candidates)
     rules = {
         "loo": lambda r: r["loo"],
@@ -248,6 +253,13 @@ def main() -> None:
             f"LFO refit; both candidates converged on {converged})"
         )
         print("point fits' median RMSLE:", baseline_median.round(4).to_dict(orient="index"))
+        print(
+            "LFO stacking weights per domain:",
+            {
+                d: dict(zip(candidates, w.round(3), strict=True))
+                for d, w in domain_weights(records).items()
+            },
+        )
         summary = []
         for rule, part in scores.groupby("rule", sort=False):
             median = part.groupby("domain")["rmsle"].median()
