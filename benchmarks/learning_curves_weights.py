@@ -3,7 +3,7 @@ the 92 learning curves of Alabdulmohsin et al. (2022).
 
 Run from the repository root::
 
-    python -m benchmarks.learning_curves_weights --splits 0.2 0.4   # about 20 min per split
+    python -m benchmarks.learning_curves_weights --splits 0.2 0.4  # 26-28 min a split, busy cores
     python -m benchmarks.learning_curves_weights --curves 8 --splits 0.4 --draws 200  # quick look
 
 The accuracy benchmark (``benchmarks/learning_curves_accuracy.py``) weighs the candidate laws of
