@@ -24,10 +24,11 @@ curve's forecast of its held-out runs under each rule:
 - each candidate law alone.
 
 A curve whose fitted runs have fewer than four distinct scales has no LFO refit and keeps its
-``loo`` weights under the LFO rules. It prints, per split and rule, the median RMSLE of the
-forecast's median per domain, the coverage of the central 90% interval over all held-out points,
-the mean log predictive density, and the domains where the median RMSLE is above the Huber or
-``curve_fit`` point fit of the power law with a floor (their point forecasts only: no bootstrap).
+``loo`` weights under the LFO rules. It prints the per-domain LFO stacking weights and, per
+split and rule, the median RMSLE of the forecast's median per domain, the coverage of the central
+90% interval over all held-out points, the mean log predictive density, and the domains where the
+median RMSLE is above the Huber or ``curve_fit`` point fit of the power law with a floor (their
+point forecasts only: no bootstrap).
 Tables go to ``benchmarks/results/learning_curves_weights/``.
 """
 
