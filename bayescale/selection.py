@@ -383,14 +383,12 @@ class Selection:
             name: fit.forecast(at, prob=prob, seed=seed, discrepancy=discrepancy)
             for name, fit in self.fits.items()
         }
-        sizes = {name: f.curve.shape[0] * f.curve.shape[1] for name, f in forecasts.items()}
-        total = min(sizes.values())
-        counts = _allocate(self.weights.reindex(list(forecasts)).to_numpy(), total)
+        sizes = [f.curve.shape[0] * f.curve.shape[1] for f in forecasts.values()]
+        weights = self.weights.reindex(list(forecasts)).to_numpy()
         curves, predictives = [], []
-        for (name, prediction), count in zip(forecasts.items(), counts, strict=True):
-            if count == 0:
-                continue
-            index = np.floor(np.arange(count) * (sizes[name] / count)).astype(np.int64)
+        for prediction, index in zip(
+            forecasts.values(), mixture_indices(sizes, weights), strict=True
+        ):
             n_points = prediction.curve.shape[-1]
             curves.append(prediction.curve.reshape(-1, n_points)[index])
             predictives.append(prediction.predictive.reshape(-1, n_points)[index])
@@ -402,6 +400,23 @@ class Selection:
             prob=prob,
             outcome=first.outcome,
         )
+
+
+def mixture_indices(sizes: Sequence[int], weights) -> list[np.ndarray]:
+    """Which draws of each candidate make up a mixture of ``min(sizes)`` draws in which each
+    candidate contributes in proportion to its weight: evenly spaced indices into each
+    candidate's ``sizes[k]`` draws (none for a candidate whose share rounds to zero).
+
+    Examples
+    --------
+    >>> [i.tolist() for i in mixture_indices([8, 10], [0.75, 0.25])]
+    [[0, 1, 2, 4, 5, 6], [0, 5]]
+    """
+    counts = _allocate(np.asarray(weights, dtype=float), min(sizes))
+    return [
+        np.floor(np.arange(count) * (size / max(count, 1))).astype(np.int64)
+        for size, count in zip(sizes, counts, strict=True)
+    ]
 
 
 def _allocate(weights: np.ndarray, total: int) -> np.ndarray:

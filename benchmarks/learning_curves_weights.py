@@ -46,7 +46,7 @@ from bayescale.backtest import point_fit_forecast, split_runs
 from bayescale.batch import fit_batch
 from bayescale.forecast import log_predictive_density
 from bayescale.laws import get_law
-from bayescale.selection import _allocate, select
+from bayescale.selection import mixture_indices, select
 from benchmarks.common import machine
 from benchmarks.learning_curves_accuracy import ROOT, SPLITS, _case_study
 
@@ -166,14 +166,9 @@ def rule_weights(records: dict, candidates) -> dict[str, dict[str, np.ndarray]]:
 
 def mixture_scores(record: dict, weights: np.ndarray) -> dict[str, float]:
     """RMSLE of the mixture's median, 90% coverage hits, and mean log density of one curve."""
-    total = min(d.shape[0] for d in record["draws"])
-    counts = _allocate(weights, total)
+    sizes = [d.shape[0] for d in record["draws"]]
     draws = np.concatenate(
-        [
-            d[np.floor(np.arange(c) * (d.shape[0] / c)).astype(np.int64)]
-            for d, c in zip(record["draws"], counts, strict=True)
-            if c > 0
-        ]
+        [d[i] for d, i in zip(record["draws"], mixture_indices(sizes, weights), strict=True)]
     )
     observed = record["observed"]
     low, high = np.quantile(draws, [0.05, 0.95], axis=0)
