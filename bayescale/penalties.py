@@ -238,13 +238,8 @@ def penalise(
             "support": "positive",
         }
         optimum = "log(lr_a) + lr_b * log(batch)"
-        scales = [
-            (scale, exponent, meaning)
-            for scale, (exponent, meaning) in zip(
-                (size_input, horizon_input), _OPTIMUM_SCALES, strict=True
-            )
-        ]
-        for scale, exponent, meaning in scales:
+        scales = list(zip((size_input, horizon_input), _OPTIMUM_SCALES, strict=True))
+        for scale, (exponent, meaning) in scales:
             if scale is None:
                 continue
             if scale not in base.input_names:
@@ -258,7 +253,7 @@ def penalise(
             terms.append(f"c_lr_low * min({distance}, 0)^2 + c_lr_high * max({distance}, 0)^2")
         else:
             terms.append(f"c_lr * ({distance})^2")
-        unused = {exponent for scale, exponent, _ in scales if scale is None}
+        unused = {exponent for scale, (exponent, _) in scales if scale is None}
         for parameter, description in _LR_PARAMETERS.items():
             if parameter in unused:
                 continue

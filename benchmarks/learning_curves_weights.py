@@ -148,9 +148,8 @@ def domain_weights(records: dict) -> dict[str, np.ndarray]:
     return {name: stacking_weights(np.concatenate(v, axis=1)) for name, v in pooled.items()}
 
 
-def rule_weights(records: dict, candidates) -> dict[str, dict[str, np.ndarray]]:
-    """Every rule's weights for every curve."""
-    domain = domain_weights(records)
+def rule_weights(records: dict, candidates, domain: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Every rule's weights for every curve (``domain``: :func:`domain_weights` of the records)."""
     k = len(candidates)
     rules = {
         "loo": lambda r: r["loo"],
@@ -235,8 +234,9 @@ def main() -> None:
         records = candidate_forecasts(parts, candidates, sampler, args.seed)
         baseline = point_fit_rmsle(parts, candidates[0], np.random.default_rng(args.seed))
         baseline_median = baseline.groupby(["domain", "method"])["rmsle"].median().unstack()
+        domain = domain_weights(records)
         rows = []
-        for rule, weights in rule_weights(records, candidates).items():
+        for rule, weights in rule_weights(records, candidates, domain).items():
             for label, record in records.items():
                 row = {"rule": rule, "curve": label, "domain": record["domain"]}
                 rows.append(row | mixture_scores(record, weights[label]))
@@ -251,10 +251,7 @@ def main() -> None:
         print("point fits' median RMSLE:", baseline_median.round(4).to_dict(orient="index"))
         print(
             "LFO stacking weights per domain:",
-            {
-                d: dict(zip(candidates, w.round(3), strict=True))
-                for d, w in domain_weights(records).items()
-            },
+            {d: dict(zip(candidates, w.round(3), strict=True)) for d, w in domain.items()},
         )
         summary = []
         for rule, part in scores.groupby("rule", sort=False):
