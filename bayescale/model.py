@@ -248,7 +248,7 @@ class ModelSpec:
                 )
             overridden.add(key)
         for name in (r.parameter for r in regressions):
-            if resolved[name].is_fixed:
+            if resolved[name].is_fixed and name not in pooled:
                 raise PriorError(f"parameter {name!r} is Fixed and cannot vary")
         if observation.correlated:
             if len(law.input_names) != 1:

@@ -403,7 +403,34 @@ class AftPhComparison:
         return pd.DataFrame(rows).T
 
     def verdict(self) -> str:
-        """A one-paragraph reading of the comparison (PSIS-LOO; ``dse`` is its standard error)."""
+        """A one-paragraph reading of the comparison (PSIS-LOO; ``dse`` is its standard error),
+        followed by what makes it unreliable: a fit that failed the convergence gates, runs
+        whose Pareto k is above ArviZ's threshold."""
+        return " ".join([self._reading(), *self.caveats()])
+
+    def caveats(self) -> list[str]:
+        """Why the PSIS-LOO comparison may not be trusted, one sentence each (empty if none)."""
+        from bayescale.selection import loo
+
+        out = []
+        for name, fit in (("AFT-only", self.aft), ("AFT+PH", self.aft_ph)):
+            if not fit.converged:
+                out.append(
+                    f"The {name} fit failed the convergence gates, so this comparison is not "
+                    "reliable."
+                )
+            elpd = loo(fit)
+            pareto_k = np.asarray(elpd.pareto_k.values, dtype=float)
+            high = int(np.sum(pareto_k > elpd.good_k))
+            if high:
+                out.append(
+                    f"In the {name} fit {high} of {pareto_k.size} runs have Pareto k > "
+                    f"{float(elpd.good_k):.2f} (max {pareto_k.max():.2f}): their leave-one-out "
+                    "terms are approximate."
+                )
+        return out
+
+    def _reading(self) -> str:
         table = self.table
         best = table.index[0]
         other = table.index[1]

@@ -156,6 +156,10 @@ def test_spec_checks_every_name():
         ModelSpec.create("chinchilla", priors={"alpha": "Normal(0.3, 0.1)"})
     with pytest.raises(PriorError, match="Fixed and cannot vary"):
         ModelSpec.create("chinchilla", priors={"alpha": "Fixed(0.3)"}, regress={"alpha": ["z"]})
+    # pooled, a Fixed value is the population's: the groups and the covariate still vary
+    ModelSpec.create(
+        "chinchilla", priors={"alpha": "Fixed(0.3)"}, pool=["alpha|g"], regress={"alpha": ["z"]}
+    )
     with pytest.raises(PriorError, match="must be positive"):
         ModelSpec.create("chinchilla", priors={"alpha_sd": "Fixed(0)"}, pool=["alpha|family"])
 

@@ -527,6 +527,28 @@ def test_joint_density_matches_for_nested_pooling(fixed):
     np.testing.assert_allclose(values[:, 1], values[:, 0], rtol=1e-7)
 
 
+def test_joint_density_matches_for_independent_groups_with_a_covariate():
+    """A parameter given each group's own value (pooled with a Fixed population value and a
+    Fixed spread: no hyperparameters) and a run-level covariate on top, as in the Pythia
+    AFT-against-PH study."""
+    rng = np.random.default_rng(3)
+    frame = generic_runs(
+        bs.get_law("burr_curve"), rng, g=np.tile(["a", "b", "c"], 8), z=np.tile([0.0, 1.0], 12)
+    )
+    spec = ModelSpec.create(
+        "burr_curve",
+        pool=[bs.Pooling("aft", "g", centered=True), bs.Pooling("A", "g")],
+        priors={"aft": "Fixed(1e-8)", "aft_sd": "Fixed(2)", "A": "Fixed(3)", "A_sd": "Fixed(1)"},
+        regress={"aft": ["z"], "ph": ["z"]},
+    )
+    assert {"aft_pop", "aft_sd", "A_pop", "A_sd"}.isdisjoint(spec.posterior_names())
+    assert {"aft", "aft_z", "A", "ph_z"} <= set(spec.posterior_names())
+    runs = load_runs(frame, law=spec.law, y="y", groups=["g"], covariates=["z"])
+    values = joint_log_densities(spec, runs)
+    assert np.all(np.isfinite(values))
+    np.testing.assert_allclose(values[:, 1], values[:, 0], rtol=1e-7)
+
+
 def test_effective_epochs_in_pytensor_matches_numpy_with_gradients():
     """PyTensor has no E1: bayescale's operation gives SciPy's values, the analytic gradient
     (checked against finite differences) and JAX's E1 when PyMC compiles the graph to JAX."""

@@ -18,7 +18,7 @@ import pytest
 from simulation import FAST
 
 import bayescale as bs
-from bayescale.errors import LawError, SettingsError
+from bayescale.errors import ConvergenceWarning, LawError, SettingsError
 from bayescale.formula import NUMPY_OPS, jax_ops
 from bayescale.survival import (
     APGW_HAZARD,
@@ -290,6 +290,21 @@ def test_loo_prefers_the_exponent_change_when_there_is_one(aft_ph):
     assert table.index[0] == "aft_ph"
     assert abs(table.loc["aft", "elpd_diff"]) > 2 * table.loc["aft", "dse"]
     assert "prefers AFT+PH" in aft_ph.verdict()
+    assert aft_ph.aft_ph.converged
+    assert not any("AFT+PH fit failed" in caveat for caveat in aft_ph.caveats())
+
+
+def test_the_verdict_says_when_a_fit_did_not_converge(factor_runs):
+    """Fits far too short to pass the gates: the verdict must carry the warning for both."""
+    with pytest.warns(ConvergenceWarning):
+        short = compare_aft_ph(
+            factor_runs, "burr_curve", "z", y="loss", seed=6, chains=2, draws=20, warmup=20,
+            starts=2,
+        )
+    assert not short.aft.converged and not short.aft_ph.converged
+    verdict = short.verdict()
+    for name in ("AFT-only", "AFT+PH"):
+        assert f"The {name} fit failed the convergence gates" in verdict
 
 
 @pytest.fixture(scope="module")
