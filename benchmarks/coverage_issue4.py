@@ -12,7 +12,7 @@ Because the truth is not drawn from the prior, 90% is the expected rate only app
 rate far below it. The test suite's seeded recovery tests (tests/test_penalties.py,
 tests/test_survival.py) are the cheap, deterministic version of this study.
 
-    python benchmarks/coverage_issue4.py --study survival --reps 20
+    python benchmarks/coverage_issue4.py --study survival --reps 40
     python benchmarks/coverage_issue4.py --study penalties --reps 20
 """
 
@@ -56,7 +56,13 @@ def survival_case(rng: np.random.Generator):
     x = np.geomspace(1e5, 1e11, 20)
     frame = pd.DataFrame({"x": x})
     frame["loss"] = law.mean({"x": x}, truth, NUMPY_OPS) * np.exp(rng.normal(0, SIGMA, x.size))
-    return law, frame, truth, {}, {}
+    # The aft-ph-gamma ridge (a later turn with a larger PH scale and a smaller power shape) is
+    # long and curved, and slow tails (gamma near 0.4) leave the curve 5-17% above its floor at
+    # the largest scale. Measured on the first 20 repetitions: at 4 x 500 (target 0.9) half the
+    # fits ended just short of the gates (R-hat 1.012, bulk ESS 440); at 4 x 1000, 7 of 20; at
+    # 4 x 2000 with target 0.95, 6 of 20 (1-3 divergences each, at the ridge's far end); at
+    # target 0.99 those 6 pass every gate.
+    return law, frame, truth, {}, {"draws": 2000, "warmup": 1000, "target_accept": 0.99}
 
 
 def penalties_case(rng: np.random.Generator):
@@ -107,7 +113,7 @@ def run(study: str, reps: int, seed: int) -> dict:
         truth = {**truth, "sigma": SIGMA}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            fit = bs.fit(frame, law, y="loss", priors=priors, seed=rep, **SAMPLER, **options)
+            fit = bs.fit(frame, law, y="loss", priors=priors, seed=rep, **{**SAMPLER, **options})
         if not fit.converged:
             failed.append(rep)
         table = fit.summary(PROB)
