@@ -432,7 +432,9 @@ class Pooling:
     A ``Fixed`` prior on a pooled parameter fixes its population value, and ``Fixed`` on
     ``<parameter>_sd`` its spread. With both fixed the groups are a priori independent, each with
     the prior ``g(theta[j]) ~ Normal(g(value), spread)``: every group fitted alone with the same
-    prior, in one model (no pooling), which is the baseline partial pooling is compared with.
+    prior, in one model (no pooling), which is the baseline partial pooling is compared with, and
+    the safer choice when there are too few groups (a handful) to learn a spread from. Run-level
+    covariates (``regress=``) still act on such a parameter.
     """
 
     parameter: str

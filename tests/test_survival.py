@@ -294,13 +294,13 @@ def test_loo_prefers_the_exponent_change_when_there_is_one(aft_ph):
     assert not any("AFT+PH fit failed" in caveat for caveat in aft_ph.caveats())
 
 
+TOO_SHORT = {"chains": 2, "draws": 20, "warmup": 20, "starts": 2}
+
+
 def test_the_verdict_says_when_a_fit_did_not_converge(factor_runs):
     """Fits far too short to pass the gates: the verdict must carry the warning for both."""
     with pytest.warns(ConvergenceWarning):
-        short = compare_aft_ph(
-            factor_runs, "burr_curve", "z", y="loss", seed=6, chains=2, draws=20, warmup=20,
-            starts=2,
-        )
+        short = compare_aft_ph(factor_runs, "burr_curve", "z", y="loss", seed=6, **TOO_SHORT)
     assert not short.aft.converged and not short.aft_ph.converged
     verdict = short.verdict()
     for name in ("AFT-only", "AFT+PH"):
