@@ -35,6 +35,10 @@ CURVES = {"small": (12, 1.5, 0.25), "medium": (16, 1.7, 0.3), "large": (21, 1.6,
 """Three power-law-with-floor curves: (runs, floor, exponent). 12 to 21 runs share the bucket
 of 32 padded runs."""
 
+SAMPLER = {**FAST, "draws": 1000}
+"""1,000 draws: at FAST's 500 the small curve's R-hat was 1.012 on an AMD EPYC machine (1.002 at
+1,000), just past the gate, while it passed on the machines before it."""
+
 
 def curves_frame(seed: int, sizes=None) -> pd.DataFrame:
     frames = []
@@ -50,7 +54,9 @@ def curves_frame(seed: int, sizes=None) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def batch() -> BatchFit:
-    return fit_batch(curves_frame(seed=70), "power_law_floor", by="task", y="loss", seed=5, **FAST)
+    return fit_batch(
+        curves_frame(seed=70), "power_law_floor", by="task", y="loss", seed=5, **SAMPLER
+    )
 
 
 # ---------------------------------------------------------------------- padding
@@ -156,8 +162,9 @@ def test_each_curve_gets_its_own_fit(batch):
         assert fit.converged
         assert fit.datatree["observed_data"]["loss"].shape == (n,)
         assert list(fit.datatree["observed_data"]["obs"].values) == list(range(1, n + 1))
-        assert fit.datatree["posterior_predictive"]["loss"].shape == (4, 500, n)
-        assert fit.datatree["log_likelihood"]["loss"].shape == (4, 500, n)
+        draws = (SAMPLER["chains"], SAMPLER["draws"], n)
+        assert fit.datatree["posterior_predictive"]["loss"].shape == draws
+        assert fit.datatree["log_likelihood"]["loss"].shape == draws
         assert np.all(np.isfinite(fit.datatree["log_likelihood"]["loss"].values))
         assert fit.sampler["batch"]["curve"] == label
     table = batch.diagnostics_table()
@@ -175,7 +182,7 @@ def test_batched_fits_agree_with_fits_one_by_one(batch):
             "power_law_floor",
             y="loss",
             seed=9,
-            **FAST,
+            **SAMPLER,
         )
         assert_same_posterior(batch[label], alone)
 
@@ -202,7 +209,7 @@ def test_a_batch_of_the_same_shape_does_not_recompile(batch):
             by="task",
             y="loss",
             seed=5,
-            **FAST,
+            **SAMPLER,
         )
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
