@@ -56,12 +56,8 @@ def survival_case(rng: np.random.Generator):
     x = np.geomspace(1e5, 1e11, 20)
     frame = pd.DataFrame({"x": x})
     frame["loss"] = law.mean({"x": x}, truth, NUMPY_OPS) * np.exp(rng.normal(0, SIGMA, x.size))
-    # The aft-ph-gamma ridge (a later turn with a larger PH scale and a smaller power shape) is
-    # long and curved, and slow tails (gamma near 0.4) leave the curve 5-17% above its floor at
-    # the largest scale. Measured on the first 20 repetitions: at 4 x 500 (target 0.9) half the
-    # fits ended just short of the gates (R-hat 1.012, bulk ESS 440); at 4 x 1000, 7 of 20; at
-    # 4 x 2000 with target 0.95, 6 of 20 (1-3 divergences each, at the ridge's far end); at
-    # target 0.99 those 6 pass every gate.
+    # The aft-ph-gamma ridge is long and curved: shorter runs or a lower target_accept left up to
+    # half the fits short of the gates (the settings tried are in docs/survival.md, Calibration)
     return law, frame, truth, {}, {"draws": 2000, "warmup": 1000, "target_accept": 0.99}
 
 
