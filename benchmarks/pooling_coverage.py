@@ -41,15 +41,27 @@ SAMPLER = {"chains": 4, "draws": 500, "warmup": 500, "target_accept": 0.95}
 
 
 def multilingual_case(seed: int):
-    """Eight languages, four data sizes; truths drawn from the population the priors describe."""
+    """Eight languages, four data sizes; truths drawn from the population the model describes.
+
+    The model pools each language's multiplier ``beta`` at the reference scale (the geometric
+    mean of the sizes): what is log-normal across languages is the reducible loss there,
+    ``beta N_ref^-alpha``, independently of the exponent. The simulation draws it that way. (An
+    earlier version drew ``beta`` itself log-normal, defined at N = 1; then the reducible loss
+    at the reference falls with the exponent across languages, a correlation of about -0.98
+    that the model's independent populations do not describe, and the pooled exponents came out
+    biased low: 11 of 16 intervals covered on two seeds.)
+    """
     rng = np.random.default_rng(seed)
     n = 8
+    sizes = np.geomspace(1e6, 1e9, 4)
+    reference = np.exp(np.mean(np.log(sizes)))
     alpha = 0.3 * np.exp(0.3 * rng.standard_normal(n))
     floor = 2.0 * np.exp(0.15 * rng.standard_normal(n))
-    beta = 60.0 * np.exp(0.3 * rng.standard_normal(n))
+    reducible_at_reference = 60.0 * reference**-0.3 * np.exp(0.3 * rng.standard_normal(n))
+    beta = reducible_at_reference * reference**alpha
     rows = []
     for j in range(n):
-        for tokens in np.geomspace(1e6, 1e9, 4):
+        for tokens in sizes:
             mean = beta[j] * tokens ** -alpha[j] + floor[j]
             loss = mean * np.exp(0.02 * rng.standard_normal())
             rows.append({"N": tokens, "language": f"l{j}", "loss": loss})

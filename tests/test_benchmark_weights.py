@@ -1,21 +1,13 @@
 """The weighting rules of benchmarks/learning_curves_weights.py, on densities with known answers."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def weights_module():
-    sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside the installed bayescale
-    try:
-        from benchmarks import learning_curves_weights
-    finally:
-        sys.path.remove(str(ROOT))
+    from benchmarks import learning_curves_weights  # on pytest's path (pyproject.toml)
+
     return learning_curves_weights
 
 
