@@ -13,7 +13,8 @@ Two families:
 * ``pools``: Goyal et al.'s ``pool_repetition`` law, 4 pools x 6 budgets with repetition,
   b and tau pooled over pools; the checked exponent is each pool's utility ``b``.
 
-Run from the repository root (about a minute per fit on a free core)::
+Run from the repository root (about a minute per multilingual fit and four per pools fit on
+the 2 development cores)::
 
     python benchmarks/pooling_coverage.py                 # 20 seeds per family
     python benchmarks/pooling_coverage.py --seeds 5 --family pools
@@ -38,6 +39,17 @@ import bayescale as bs
 from bayescale.formula import NUMPY_OPS
 
 SAMPLER = {"chains": 4, "draws": 500, "warmup": 500, "target_accept": 0.95}
+"""Sampler settings of the pools family."""
+
+MULTILINGUAL_SAMPLER = {"chains": 4, "draws": 1000, "warmup": 1000, "target_accept": 0.99}
+"""Sampler settings of the multilingual family: with :data:`SAMPLER` every fit failed a gate."""
+
+SPREAD_PRIOR = "Gamma(2, 5)"
+"""Prior of the multilingual family's between-language spreads: the mean of bayescale's default
+``HalfNormal(0.5)`` (0.4) with zero density at zero (a boundary-avoiding prior, Chung et al. 2013,
+Psychometrika 78:685), which keeps the sampler out of the funnel necks at small spreads where
+the default's fits diverged. The simulated spreads (0.3, 0.15, 0.3) lie inside its central 90%
+(0.07 to 0.95)."""
 
 
 def multilingual_case(seed: int):
@@ -69,9 +81,15 @@ def multilingual_case(seed: int):
     priors = {
         "alpha": "LogNormal(log(0.3), 0.5)",
         "L_inf": "LogNormal(log(2), 0.5)",
-        "alpha_sd": "HalfNormal(0.5)",
+        **{f"{name}_sd": SPREAD_PRIOR for name in ("alpha", "L_inf", "beta")},
     }
-    fit_args = {"law": "multilingual", "y": "loss", "pool": pool, "priors": priors}
+    fit_args = {
+        "law": "multilingual",
+        "y": "loss",
+        "pool": pool,
+        "priors": priors,
+        **MULTILINGUAL_SAMPLER,
+    }
     truth = {f"l{j}": alpha[j] for j in range(n)}
     return pd.DataFrame(rows), fit_args, "alpha", "language", truth
 
@@ -98,7 +116,7 @@ def pools_case(seed: int):
             )
     pool = [bs.Pooling("b", "pool"), bs.Pooling("tau", "pool")]
     priors = {"b": "TruncatedNormal(-0.12, 0.1, low=-1, high=0)", "b_sd": "HalfNormal(0.5)"}
-    fit_args = {"law": "pool_repetition", "y": "err", "pool": pool, "priors": priors}
+    fit_args = {"law": "pool_repetition", "y": "err", "pool": pool, "priors": priors, **SAMPLER}
     truth = {pool: utility[i] for i, pool in enumerate(sizes)}
     return pd.DataFrame(rows), fit_args, "b", "pool", truth
 
@@ -113,7 +131,7 @@ def run(family: str, seeds: list[int]) -> dict:
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bs.ConvergenceWarning)
-            fit = bs.fit(frame, seed=seed, **fit_args, **SAMPLER)
+            fit = bs.fit(frame, seed=seed, **fit_args)
         seconds.append(time.perf_counter() - started)
         divergent += int(not fit.converged)
         table = fit.summary(0.9)
@@ -144,11 +162,12 @@ def run(family: str, seeds: list[int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=1000, help="seeds run from here up")
     parser.add_argument("--family", choices=[*CASES, "all"], default="all")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     families = list(CASES) if args.family == "all" else [args.family]
-    results = [run(f, list(range(1000, 1000 + args.seeds))) for f in families]
+    results = [run(f, list(range(args.first_seed, args.first_seed + args.seeds))) for f in families]
     for r in results:
         print(
             f"{r['family']}: central 90% intervals of group-level exponents contained the truth "
