@@ -124,6 +124,16 @@ def pools_case(seed: int):
 CASES = {"multilingual": multilingual_case, "pools": pools_case}
 
 
+def covered(fit: bs.Fit, parameter: str, column: str, truth: dict) -> list[bool]:
+    """Whether each group's central 90% interval of ``parameter`` holds its true value."""
+    table = fit.summary(0.9)
+    hits = []
+    for label in fit.group_labels(column):
+        row = table.loc[f"{parameter}[{label}]"]
+        hits.append(bool(row["q05"] <= truth[label] <= row["q95"]))
+    return hits
+
+
 def run(family: str, seeds: list[int]) -> dict:
     hits, divergent, seconds = [], 0, []
     for seed in seeds:
@@ -134,10 +144,7 @@ def run(family: str, seeds: list[int]) -> dict:
             fit = bs.fit(frame, seed=seed, **fit_args)
         seconds.append(time.perf_counter() - started)
         divergent += int(not fit.converged)
-        table = fit.summary(0.9)
-        for label in fit.group_labels(column):
-            row = table.loc[f"{parameter}[{label}]"]
-            hits.append(bool(row["q05"] <= truth[label] <= row["q95"]))
+        hits.extend(covered(fit, parameter, column, truth))
         print(
             f"  {family} seed {seed}: {np.mean(hits):.3f} so far "
             f"({len(hits)} intervals; fit {seconds[-1]:.0f} s, "
