@@ -40,7 +40,7 @@ from bayescale.forecast import (
     forecast_new_group,
     new_group_draws,
 )
-from bayescale.inference import SamplerSettings, fit
+from bayescale.inference import SamplerSettings, fit, use_cpu_devices
 from bayescale.laws import Law, catalog, get_law
 from bayescale.likelihoods import OBSERVATION_MODELS, get_observation_model
 from bayescale.model import ModelSpec
@@ -104,4 +104,5 @@ __all__ = [
     "load_points",
     "load_runs",
     "select",
+    "use_cpu_devices",
 ]

@@ -757,6 +757,39 @@ def _sample_batch(program: _Program, seed, indices, data):
     )
 
 
+def _sample_on_devices(program: _Program, devices: Sequence, seed, indices, data):
+    """:func:`_sample_batch` with the curves split over ``devices`` (each device runs its share
+    as :func:`_sample_batch` does; one device: :func:`_sample_batch` itself).
+
+    The curves are padded to a multiple of the device count by repeating the last one, and the
+    repeats are dropped from the results, so every curve is sampled exactly as on one device.
+    """
+    if len(devices) == 1:
+        return _sample_batch(program, seed, indices, data)
+    curves = indices.shape[0]
+    per_device = -(-curves // len(devices))
+    take = np.minimum(np.arange(per_device * len(devices)), curves - 1)
+
+    def shard(values):
+        values = np.asarray(values)[take]
+        return values.reshape(len(devices), per_device, *values.shape[1:])
+
+    sampled = _parallel_sampler(program, tuple(devices))(
+        seed, shard(indices), jax.tree.map(shard, data)
+    )
+    return jax.tree.map(lambda v: np.asarray(v).reshape(-1, *v.shape[2:])[:curves], sampled)
+
+
+@functools.lru_cache(maxsize=16)
+def _parallel_sampler(program: _Program, devices: tuple):
+    """One compiled program per (program, devices), kept so that a refit does not recompile."""
+    return jax.pmap(
+        lambda seed, indices, data: _sample_batch(program, seed, indices, data),
+        in_axes=(None, 0, 0),
+        devices=devices,
+    )
+
+
 @functools.partial(jax.jit, static_argnames=("program",))
 def _batch_outputs(program: _Program, seed, indices, data, z):
     keys = jax.vmap(
@@ -792,7 +825,8 @@ def _fit(
     )
     data = _pad(designs, spec, runs_bucket, group_sizes)
     indices = np.arange(len(designs))
-    sampled = _sample_batch(program, settings.seed, indices, data)
+    devices = jax.devices(settings.device)[: len(designs)]
+    sampled = _sample_on_devices(program, devices, settings.seed, indices, data)
     sampled = jax.tree.map(np.asarray, sampled)
     params, pointwise, outcome = _batch_outputs(program, settings.seed, indices, data, sampled["z"])
     params = {k: np.asarray(v) for k, v in params.items()}
@@ -831,6 +865,7 @@ def _fit(
                 "bucket_runs": runs_bucket,
                 "bucket_groups": group_sizes,
                 "lockstep": program.lockstep,
+                "devices": len(devices),
                 "wall_seconds_is_for_the_whole_batch": True,
             },
         }

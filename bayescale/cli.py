@@ -17,8 +17,10 @@ Commands
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -642,8 +644,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"bayescale: warning: {text}", err=True)
 
 
+def _split_cpu_for_chains() -> None:
+    """One JAX CPU device per chain, so that fits run their chains in parallel (see
+    :func:`bayescale.use_cpu_devices`). Left alone when the user's XLA_FLAGS already set a
+    device count, or when JAX has computed something in this process (called in-process, as
+    the tests do): the fits then run their chains vectorised, with the same results' layout."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    from bayescale.inference import use_cpu_devices
+
+    with contextlib.suppress(BayescaleError):
+        use_cpu_devices()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayescale`` command; returns the exit status."""
+    _split_cpu_for_chains()
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from simulation import CHINCHILLA_TRUTH, simulate
 
+import bayescale as bs
+
 COMMAND = [sys.executable, "-m", "bayescale.cli"]
 FAST_OPTIONS = ["--chains", "4", "--draws", "500", "--warmup", "500", "--seed", "2"]
 
@@ -81,6 +83,8 @@ def test_fit_json(fitted):
     assert payload["diagnostics"]["divergences"] == 0
     assert payload["diagnostics"]["max_r_hat"] <= 1.01
     assert out.is_file()
+    # the command splits the CPU into one JAX device per chain (bayescale.use_cpu_devices)
+    assert bs.load_fit(out).sampler["chain_method_used"] == "parallel"
 
 
 def test_fit_human_output_and_plot(runs_csv, tmp_path):

@@ -518,10 +518,11 @@ def fit_runs(runs, spec: ModelSpec, settings, *, nuts_sampler: str = "pymc"):
         PyMC's ``init="adapt_full"`` or the external sampler's dense mass) and ``progress`` are
         used. ``chain_method``: for PyMC's sampler ``sequential`` runs the chains in one
         process, otherwise in parallel processes (PyMC's default); for numpyro and blackjax it is
-        passed on (``vectorized`` or ``parallel``). ``starts``: the chains start where the
-        numpyro backend's would, at Laplace-spread draws around the best of ``starts``
-        optimisations (:func:`bayescale.inference.multistart_init`; the two models share their
-        coordinates), so that PyMC needs no hand-picked initial values either.
+        passed on (``vectorized`` or ``parallel``; ``auto`` as
+        :func:`bayescale.inference.resolve_chain_method` resolves it). ``starts``: the chains
+        start where the numpyro backend's would, at Laplace-spread draws around the best of
+        ``starts`` optimisations (:func:`bayescale.inference.multistart_init`; the two models
+        share their coordinates), so that PyMC needs no hand-picked initial values either.
     nuts_sampler : str
         ``pymc`` (PyMC's own NUTS), ``numpyro``, ``blackjax`` or ``nutpie``.
 
@@ -733,14 +734,17 @@ def _sample_options(settings, nuts_sampler: str, dense: bool) -> dict[str, Any]:
             "nuts_sampler": "nutpie",
             "nuts": {"target_accept": settings.target_accept, "maxdepth": settings.max_tree_depth},
         }
-    if settings.chain_method not in ("vectorized", "parallel"):
+    from bayescale.inference import resolve_chain_method
+
+    chain_method = resolve_chain_method(settings)
+    if chain_method not in ("vectorized", "parallel"):
         raise SettingsError(
             f"nuts_sampler={nuts_sampler!r} runs chains 'vectorized' or 'parallel', not "
             f"{settings.chain_method!r}"
         )
     nuts: dict[str, Any] = {
         "target_accept": settings.target_accept,
-        "chain_method": settings.chain_method,
+        "chain_method": chain_method,
         "jitter": False,
     }
     if nuts_sampler == "numpyro":
