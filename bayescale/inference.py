@@ -74,8 +74,8 @@ class SamplerSettings:
         (on a CPU after :func:`use_cpu_devices`), else ``vectorized``. ``vectorized``: all
         chains in one program on one device (every iteration waits for the slowest chain);
         ``sequential``: one chain after the other; ``parallel``: one device per chain, the
-        chains side by side (on 2 CPU cores 2.1x the ESS per second of ``vectorized``, measured
-        in docs/performance.md).
+        chains side by side (on 2 CPU cores 2.7x the ESS per second of ``vectorized`` on the
+        Chinchilla benchmark, measured in docs/performance.md).
     target_accept : float
         NUTS target acceptance probability; raise it (0.95, 0.99) against divergences.
     max_tree_depth : int
@@ -485,7 +485,7 @@ def use_cpu_devices(count: int | None = None) -> int:
 
     JAX treats all CPU cores as one device, and NUTS on a few hundred runs uses one core of it;
     with one JAX device per chain, ``chain_method="auto"`` runs the chains side by side (on 2
-    cores: 2.1x the ESS per second on the Chinchilla benchmark; see docs/performance.md). Call
+    cores: 2.7x the ESS per second on the Chinchilla benchmark; see docs/performance.md). Call
     it once, right after the imports, before JAX's first computation: JAX fixes its devices
     then. The ``bayescale`` command does this itself.
 

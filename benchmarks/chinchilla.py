@@ -31,7 +31,7 @@ from bayescale.data import load_runs
 from bayescale.inference import SamplerSettings
 from bayescale.laws import Law
 from bayescale.model import ModelSpec
-from benchmarks.common import measure_bayescale, measure_pymc, parser, report
+from benchmarks.common import measure_bayescale, measure_pymc, parse_args, parser, report
 
 PROBLEM = "(a) chinchilla 240"
 HAND_ROLLED = "pymc hand-rolled"
@@ -57,7 +57,7 @@ def without_references(law: Law) -> Law:
 
 
 def main(argv=None) -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parse_args(parser(__doc__.splitlines()[0]), argv)
     draws = 500 if args.quick else 1000
     spec = ModelSpec.create("chinchilla")
     runs = epoch_runs()

@@ -89,6 +89,13 @@ def parser(description: str, device: bool = True) -> argparse.ArgumentParser:
         "--json", type=Path, default=None, help="also write the measurements to this JSON file"
     )
     out.add_argument("--seed", type=int, default=0)
+    out.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="JAX CPU devices (bayescale.use_cpu_devices; default: one per core, at least 4, "
+        "so chains run in parallel; 1: the chains vectorised on one device)",
+    )
     if device:
         out.add_argument(
             "--device",
@@ -97,6 +104,14 @@ def parser(description: str, device: bool = True) -> argparse.ArgumentParser:
             help="where bayescale samples (PyMC's own NUTS always runs on the CPU)",
         )
     return out
+
+
+def parse_args(cli: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse the options of a benchmark made by :func:`parser`, then split the CPU into JAX
+    devices as ``--cpu-devices`` says (this must come before JAX's first computation)."""
+    args = cli.parse_args(argv)
+    bs.use_cpu_devices(args.cpu_devices)
+    return args
 
 
 def machine() -> dict[str, Any]:

@@ -33,7 +33,7 @@ import bayescale as bs
 from bayescale.data import load_runs
 from bayescale.inference import SamplerSettings
 from bayescale.model import ModelSpec
-from benchmarks.common import DATA, measure_bayescale, measure_pymc, parser, report
+from benchmarks.common import DATA, measure_bayescale, measure_pymc, parse_args, parser, report
 
 LAW = bs.Law.from_formula(
     "goldfish_data",
@@ -65,7 +65,7 @@ def goldfish_frame(languages: int | None = None) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parse_args(parser(__doc__.splitlines()[0]), argv)
     draws = 500 if args.quick else 1000
     frame = goldfish_frame(40 if args.quick else None)
     spec = ModelSpec.create(

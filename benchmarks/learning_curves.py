@@ -43,6 +43,7 @@ from benchmarks.common import (
     machine,
     measure_bayescale,
     measure_pymc,
+    parse_args,
     parser,
 )
 
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
         default=[0, 1],
         help="lockstep group sizes to time for the whole batch (0: all curves at once)",
     )
-    args = cli.parse_args(argv)
+    args = parse_args(cli, argv)
     draws = 500 if args.quick else 1000
     frame = curves_frame(8 if args.quick else None, seed=args.seed)
     labels = list(dict.fromkeys(frame["curve"]))
