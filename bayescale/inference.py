@@ -107,9 +107,7 @@ class SamplerSettings:
 
     def __post_init__(self):
         for name in ("chains", "draws", "warmup", "starts", "max_tree_depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise SettingsError(f"{name} must be a positive integer, got {value!r}")
+            _check_positive_integer(name, getattr(self, name))
         if (
             isinstance(self.seed, bool)
             or not isinstance(self.seed, int | np.integer)
@@ -131,6 +129,11 @@ class SamplerSettings:
             raise SettingsError(
                 f"dense_mass must be true, false or 'auto', got {self.dense_mass!r}"
             )
+
+
+def _check_positive_integer(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise SettingsError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -514,8 +517,7 @@ def use_cpu_devices(count: int | None = None) -> int:
     """
     if count is None:
         count = max(4, os.cpu_count() or 1)
-    if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
-        raise SettingsError(f"count must be a positive integer, got {count!r}")
+    _check_positive_integer("count", count)
     try:
         jax.config.update("jax_num_cpu_devices", int(count))
     except RuntimeError:

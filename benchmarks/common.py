@@ -82,21 +82,22 @@ class Measurement:
 
 def parser(description: str, device: bool = True) -> argparse.ArgumentParser:
     """The benchmarks' common options; ``device=False`` for those that run their own compiled
-    programs on JAX's default device (they have no ``--device`` to ignore)."""
+    programs on JAX's default device (they have no ``--device`` or ``--cpu-devices`` to
+    ignore). Parse the options of a benchmark with devices by :func:`parse_args`."""
     out = argparse.ArgumentParser(description=description)
     out.add_argument("--quick", action="store_true", help="a smaller, faster version")
     out.add_argument(
         "--json", type=Path, default=None, help="also write the measurements to this JSON file"
     )
     out.add_argument("--seed", type=int, default=0)
-    out.add_argument(
-        "--cpu-devices",
-        type=int,
-        default=None,
-        help="JAX CPU devices (bayescale.use_cpu_devices; default: one per core, at least 4, "
-        "so chains run in parallel; 1: the chains vectorised on one device)",
-    )
     if device:
+        out.add_argument(
+            "--cpu-devices",
+            type=int,
+            default=None,
+            help="JAX CPU devices (bayescale.use_cpu_devices; default: one per core, at least 4, "
+            "so chains run in parallel; 1: the chains vectorised on one device)",
+        )
         out.add_argument(
             "--device",
             default="cpu",
