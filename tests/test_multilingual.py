@@ -142,6 +142,9 @@ def joint_truth():
 
 @pytest.fixture(scope="module")
 def joint_fit(joint_truth):
+    """4 x 1,000 draws: with 4 x 500 the largest R-hat over the fit's 60-odd parameters is close
+    to the 1.01 gate (seed 4: 1.011, seed 5: 1.004); with 1,000 draws seeds 4 to 6 gave 1.002 to
+    1.0045, at about the same wall time (compilation dominates)."""
     frame, _ = joint_truth
     return ml.fit_joint(
         frame,
@@ -152,7 +155,9 @@ def joint_fit(joint_truth):
         seed=4,
         target_accept=0.95,
         priors={"alpha_into_english": "Normal(0, 0.5)", "L_inf_into_english": "Normal(0, 0.5)"},
-        **FAST,
+        chains=4,
+        draws=1000,
+        warmup=1000,
     )
 
 

@@ -80,8 +80,12 @@ def test_pooled_exponent_over_simulated_groups(centered):
     """alpha varies by family around a population value; every group's alpha is recovered,
     and the population parameters are readable in the posterior.
 
-    Six runs per group pin each group's alpha down, the regime where the centred form mixes
-    best; the default non-centred form needs longer chains and a higher target acceptance here.
+    Each form is tested in the regime it is for. With 1% noise, six runs per group pin each
+    group's alpha down (about +-0.01 against a population spread of about 0.075), where the
+    centred form mixes best; the default non-centred form there is a coin flip (target 0.99 or
+    0.995 with 4 x 1,500 draws: 1 and 39 divergences on 2 of 4 seeds). With 3% noise each
+    group's data say less and the population more, the non-centred regime: at target 0.99 with
+    4 x 1,000 draws, seeds 5 to 10 all passed (R-hat at most 1.006, no divergence).
     """
     rng = np.random.default_rng(12)
     families = ["a", "b", "c", "d", "e", "f"]
@@ -90,11 +94,12 @@ def test_pooled_exponent_over_simulated_groups(centered):
     x = np.tile(np.geomspace(1e6, 1e9, 6), len(families))
     code = np.repeat(np.arange(len(families)), 6)
     truth = {"L_inf": 1.5, "x0": 1e5, "alpha": alphas[code]}
+    noise = 0.01 if centered else 0.03
     frame = simulate(
         "power_law_floor",
         {"x": x},
         truth,
-        0.01,
+        noise,
         seed=13,
         groups={"family": np.array(families)[code]},
     )
@@ -117,13 +122,13 @@ def test_pooled_exponent_over_simulated_groups(centered):
             seed=5,
             target_accept=0.99,
             chains=4,
-            draws=1500,
-            warmup=1500,
+            draws=1000,
+            warmup=1000,
         )
     assert fit.group_labels("family") == families
     assert {"alpha_pop", "alpha_sd", "alpha"} <= set(fit.datatree["posterior"].data_vars)
     assert fit.datatree["posterior"]["alpha"].dims == ("chain", "draw", "family")
-    assert_covers(fit, {"alpha": alphas, "L_inf": 1.5, "x0": 1e5, "sigma": 0.01})
+    assert_covers(fit, {"alpha": alphas, "L_inf": 1.5, "x0": 1e5, "sigma": noise})
     # the population is wide: 6 groups barely inform it, but the truth must be inside
     assert_covers(fit, {"alpha_pop": alpha_pop, "alpha_sd": alpha_sd})
 
