@@ -180,17 +180,26 @@ def test_joint_law_recovers_pair_exponents_floors_and_the_covariate(joint_fit, j
 
 
 def test_effective_fraction_covers_the_truth(joint_fit):
-    """f_i(p) = (beta_1 / beta_p)^(1 / alpha_i) of every cell inside its 99% interval, and f = 1
-    exactly at the reference weight."""
+    """f_i(p) = (beta_1 / beta_p)^(1 / alpha_i) of the 24 cells below the reference weight inside
+    their 99% intervals, and f = 1 exactly at the reference weight.
+
+    At most 2 of the 24 may fall outside: even with exact intervals, 1 or more of 24 independent
+    99% intervals miss with probability 0.21 (seed 4 with 4 x 1,000 draws: en-xx at p = 0.2,
+    truth 0.3267 against an upper bound of 0.3262), while 3 or more miss with probability 0.002.
+    """
     fractions = ml.effective_fraction(joint_fit)
     table = fractions.table()
     assert len(table) == len(PAIRS) * len(WEIGHTS)
     reference = table[table["weight"] == 1.0]
     np.testing.assert_allclose(reference["median"], 1.0)
     wide = ml.effective_fraction(joint_fit, prob=0.99).table()
-    for _, row in wide[wide["weight"] < 1].iterrows():
-        assert row["q0_5"] <= true_fraction(row["weight"]) <= row["q99_5"], row.to_dict()
-    assert fractions.draws.shape == (FAST["chains"], FAST["draws"], len(table))
+    cells = wide[wide["weight"] < 1]
+    truth = true_fraction(cells["weight"].to_numpy())
+    outside = cells[(truth < cells["q0_5"]) | (truth > cells["q99_5"])]
+    assert len(cells) == 24
+    assert len(outside) <= 2, outside.to_dict("records")
+    posterior = joint_fit.datatree["posterior"]
+    assert fractions.draws.shape == (posterior.sizes["chain"], posterior.sizes["draw"], len(table))
 
 
 def test_fitted_fraction_predicts_an_unseen_weighting(joint_fit, joint_truth):
