@@ -678,9 +678,10 @@ def _multistart_initvals(spec: ModelSpec, design: Design, model, settings):
         key_init = jax.random.split(jax.random.PRNGKey(settings.seed), 3)[0]
         trials = None if design.trials is None else jnp.asarray(design.trials)
         kwargs = {"y": spec.observation.observed(jnp.asarray(design.y), trials)}
-        starts, report, _ = multistart_init(
+        found = multistart_init(
             numpyro_version, optimisation, kwargs, key_init, settings.starts, settings.chains
         )
+        starts, report = found.init_params, found.report
         values = jax.vmap(lambda z: constrain_fn(numpyro_version, (), kwargs, z))(starts)
         missing = [n for n in names if n not in values]
         if missing:  # pragma: no cover - the two model builders must agree
