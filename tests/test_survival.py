@@ -365,8 +365,11 @@ def test_pooled_aft_scale_and_power_shape_covariate(pooled_runs):
 def test_four_parameter_family_recovered():
     """All four APGW parameters from one curve: a ridge between the two scales makes this the
     hardest case. It needs small noise (0.1%), forty points over six decades, a PH prior of
-    moderate width (LogNormal(0, 0.5), not centred on the truth 1.2), 1000 draws and
-    target_accept 0.95; with 0.5% noise or 500 draws the same fit fails the gates."""
+    moderate width (LogNormal(0, 0.5), not centred on the truth 1.2) and the settings
+    docs/survival.md advises for these curves, target_accept 0.99 and 2,000 draws. Since NUTS
+    samples standardised coordinates (larger steps), target 0.95 with 1,000 draws left 1, 4 and
+    17 divergences on seeds 1 to 3; 0.99 with 1,000 draws passed them with R-hat up to 1.0099,
+    with 2,000 draws seeds 1 and 2 passed with R-hat 1.0033 and 1.0039."""
     x = np.geomspace(1e5, 1e11, 40)
     truth = {**BURR_TRUTH, "ph": 1.2, "kappa": 0.3}
     frame = pd.DataFrame({"x": x, "loss": simulate_curves("apgw_curve", truth, x, 2, 0.001)})
@@ -376,9 +379,9 @@ def test_four_parameter_family_recovered():
         y="loss",
         priors={"ph": "LogNormal(0, 0.5)"},
         seed=1,
-        target_accept=0.95,
+        target_accept=0.99,
         chains=4,
-        draws=1000,
+        draws=2000,
         warmup=1000,
     )
     table = fit.summary(PROB)
