@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -608,9 +608,8 @@ def multistart_init(model, optimisation_model, model_kwargs, key, starts: int, c
     chain_points = best_point[None, :] + noise @ cov_chol.T
     chain_values = np.array([value_and_grad(point)[0] for point in chain_points])
     chain_points[~np.isfinite(chain_values)] = best_point
-    init = jax.vmap(unravel)(jnp.asarray(chain_points))
     coordinates = StandardisedCoordinates(best_point, scale, potential_fn, postprocess_fn, unravel)
-    return Starts(init, report, dimension, coordinates, coordinates.from_model(chain_points))
+    return Starts(chain_points, report, coordinates)
 
 
 @dataclass(frozen=True)
@@ -639,6 +638,7 @@ class StandardisedCoordinates:
         return self.unravel(self.centre + self.scale * z)
 
     def from_model(self, flat: np.ndarray) -> np.ndarray:
+        """Standardised coordinates of the model's flat unconstrained vector(s) ``flat``."""
         return (np.asarray(flat) - self.centre) / self.scale
 
     def potential(self, z):
@@ -649,16 +649,29 @@ class StandardisedCoordinates:
         return self.postprocess_fn(self.to_model(z))
 
 
-class Starts(NamedTuple):
-    """What :func:`multistart_init` returns."""
+@dataclass(frozen=True)
+class Starts:
+    """What :func:`multistart_init` returns: the chains' starting points and the coordinates
+    NUTS samples in."""
 
-    init_params: dict[str, Any]
-    """Unconstrained starting values of the model's sites, leading axis ``chains``."""
+    chain_points: np.ndarray
+    """Starting points in the model's flat unconstrained coordinates, ``(chains, dimension)``."""
     report: InitReport
-    dimension: int
     coordinates: StandardisedCoordinates
-    standardised_init: np.ndarray
-    """The same starting values in ``coordinates``, shaped ``(chains, dimension)``."""
+
+    @property
+    def dimension(self) -> int:
+        return self.chain_points.shape[1]
+
+    @property
+    def init_params(self) -> dict[str, Any]:
+        """The starting points as the model's unconstrained sites, leading axis ``chains``."""
+        return jax.vmap(self.coordinates.unravel)(jnp.asarray(self.chain_points))
+
+    @property
+    def standardised_init(self) -> np.ndarray:
+        """The starting points in :attr:`coordinates`, ``(chains, dimension)``."""
+        return self.coordinates.from_model(self.chain_points)
 
 
 def _numpy_value_and_grad(potential_fn, unravel):
