@@ -604,18 +604,26 @@ def _sample_curve(program: _Program, key, data):
         return potential_energy(model, (), kwargs, unravel(flat))
 
     dimension = best_point.shape[0]
-    chol = _laplace_cholesky(potential, best_point)
+    chol, laplace_usable = _laplace_cholesky(potential, best_point)
     noise = jnp.clip(jax.random.normal(key_jitter, (program.chains, dimension)), -2.0, 2.0)
     chain_points = best_point[None, :] + noise @ chol.T
     usable = jnp.isfinite(jax.vmap(potential)(chain_points))
     chain_points = jnp.where(usable[:, None], chain_points, best_point[None, :])
+
+    # NUTS moves in standardised coordinates u = (z - mode) / sd, the Laplace mode and standard
+    # deviations (see bayescale.inference.StandardisedCoordinates for why: numpyro's mass-matrix
+    # shrinkage towards 1e-3 swamps tight posteriors); scale 1 when the Laplace fit failed.
+    scale = jnp.where(laplace_usable, jnp.sqrt(jnp.sum(chol**2, axis=1)), 1.0)
+
+    def standardised_potential(u):
+        return potential(best_point + scale * u)
 
     dense = (
         dimension <= DENSE_MASS_MAX_DIMENSION
         if program.dense_mass == "auto"
         else bool(program.dense_mass)
     )
-    init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
+    init_kernel, sample_kernel = hmc(potential_fn=standardised_potential, algo="NUTS")
 
     def run_chain(chain_key, start):
         state = init_kernel(
@@ -638,11 +646,11 @@ def _sample_curve(program: _Program, key, data):
         return kept, state.adapt_state.step_size
 
     chain_keys = jax.random.split(key_chains, program.chains)
-    (z, pe, energy, steps, accept, diverging), step_size = jax.vmap(run_chain)(
-        chain_keys, chain_points
+    (u, pe, energy, steps, accept, diverging), step_size = jax.vmap(run_chain)(
+        chain_keys, (chain_points - best_point[None, :]) / scale[None, :]
     )
     return {
-        "z": z,
+        "z": best_point + scale * u,
         "potential_energy": pe,
         "energy": energy,
         "num_steps": steps,
@@ -707,15 +715,20 @@ def _damped_newton(objective, point, steps: int = NEWTON_STEPS):
 
 
 def _laplace_cholesky(potential, point):
-    """Cholesky factor of the inverse Hessian at ``point``; 0.1 I when it is not usable."""
+    """Cholesky factor of the inverse Hessian at ``point`` and whether it is usable.
+
+    When it is not (a Hessian that is not positive definite, or a dimension above
+    ``LAPLACE_MAX_DIMENSION``), the factor returned is 0.1 I.
+    """
     dimension = point.shape[0]
     fallback = 0.1 * jnp.eye(dimension)
     if dimension > LAPLACE_MAX_DIMENSION:
-        return fallback
+        return fallback, jnp.asarray(False)
     hessian = jax.hessian(potential)(point)
     hessian = 0.5 * (hessian + hessian.T)
     factor = jnp.linalg.cholesky(jnp.linalg.inv(hessian))
-    return jnp.where(jnp.all(jnp.isfinite(factor)), factor, fallback)
+    usable = jnp.all(jnp.isfinite(factor))
+    return jnp.where(usable, factor, fallback), usable
 
 
 def _curve_outputs(program: _Program, key, data, z):
