@@ -9,6 +9,7 @@ import numpy as np
 import numpyro
 import pandas as pd
 import pytest
+from simulation import LONGER
 
 import bayescale as bs
 from bayescale import multilingual as ml
@@ -209,9 +210,7 @@ def test_fitted_fraction_predicts_an_unseen_weighting(joint_fit, joint_truth):
     2026-12-04 on an AMD EPYC machine); with 4 x 1,000, seeds 5 to 8 gave 1.001 to 1.004 and a
     min ESS of 1,395 or more."""
     _, truth = joint_truth
-    fraction_fit = ml.fit_effective_fraction(
-        ml.effective_fraction(joint_fit), seed=5, chains=4, draws=1000, warmup=1000
-    )
+    fraction_fit = ml.fit_effective_fraction(ml.effective_fraction(joint_fit), seed=5, **LONGER)
     assert fraction_fit.converged
     f_hat = fraction_fit.forecast({"p": 0.35}).table().iloc[0]
     assert f_hat["curve_q05"] <= true_fraction(0.35) <= f_hat["curve_q95"]

@@ -27,7 +27,7 @@ from numpyro.infer import init_to_sample
 from numpyro.infer.util import constrain_fn, initialize_model, log_density
 from posterior_agreement import assert_same_posterior
 from pymc.model.transform.conditioning import remove_value_transforms
-from simulation import FAST, simulate
+from simulation import FAST, LONGER, simulate
 
 import bayescale as bs
 from bayescale.backends.pymc import PRIOR_FAMILIES, prior_logp, pymc_model
@@ -370,11 +370,9 @@ def _weibull_curve_runs():
     return simulate("weibull_curve", {"x": x}, truth, 0.01, seed=37)
 
 
-LONGER = {"chains": 4, "draws": 1000, "warmup": 1000}
-"""For fits whose R-hat with 4 x 500 draws sat close to the 1.01 gate (measured 2026-12-04 on
-an AMD EPYC machine): power_law_floor's PyMC fit 1.0088 and the pooled model's numpyro fit
-1.0077; with 4 x 1,000, seeds 5, 7, 9 (numpyro) and 6, 8, 10 (PyMC) gave 1.0005 to 1.0035."""
-
+# LONGER (4 x 1,000) where the R-hat with FAST sat close to the 1.01 gate (measured 2026-12-04
+# on an AMD EPYC machine): power_law_floor's PyMC fit 1.0088 and the pooled model's numpyro fit
+# 1.0077; with 4 x 1,000, seeds 5, 7, 9 (numpyro) and 6, 8, 10 (PyMC) gave 1.0005 to 1.0035.
 KAPLAN_SAMPLER = {**LONGER, "target_accept": 0.95}
 """Kaplan's two exponents trade off: at the default target 0.9 with 4 x 500 draws seed 5 ended
 at R-hat 1.0101, and with 4 x 1,000 with 2 divergences; at 0.95 with 4 x 1,000 seeds 5 to 8 gave

@@ -12,7 +12,7 @@ the R-hat, ESS and divergence gates.
 import numpy as np
 import pandas as pd
 import pytest
-from simulation import CHINCHILLA_TRUTH, FAST, simulate
+from simulation import CHINCHILLA_TRUTH, FAST, LONGER, simulate
 
 import bayescale as bs
 
@@ -113,9 +113,7 @@ def test_pooled_exponent_over_simulated_groups(centered):
             seed=5,
             target_accept=0.95,
             pool=[bs.Pooling("alpha", "family", centered=True)],
-            chains=4,
-            draws=1000,
-            warmup=1000,
+            **LONGER,
         )
     else:
         fit = bs.fit(
@@ -171,9 +169,7 @@ def test_pooled_coefficient_with_reference_and_pooled_exponent():
         pool=pool,
         seed=6,
         target_accept=0.99,
-        chains=4,
-        draws=1000,
-        warmup=1000,
+        **LONGER,
     )
     order = np.argsort(groups)
     assert_covers(
