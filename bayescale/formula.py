@@ -58,12 +58,14 @@ FUNCTIONS: dict[str, int] = {
     "min": 2,
     "max": 2,
     "effective_epochs": 2,
+    "m4_logit": 2,
 }
 """Functions a formula may call, with the number of arguments each takes.
 
 ``effective_epochs(r, tau)`` is the number of passes over *fresh* data worth ``r`` passes over a
 pool whose utility halves every ``tau`` passes (Goyal et al. 2024); see
-:func:`effective_epochs`.
+:func:`effective_epochs`. ``m4_logit(r, alpha)`` solves the implicit equation of the M4 law of
+Alabdulmohsin et al. (2022); see :func:`m4_logit`.
 """
 
 CONSTANTS: dict[str, float] = {"pi": math.pi}
@@ -73,7 +75,9 @@ RESERVED_NAMES = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
 
 
 def _numpy_sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    from scipy.special import expit  # no overflow warning for large negative x
+
+    return expit(x)
 
 
 EXACT_PASSES = 64
@@ -139,6 +143,67 @@ def effective_epochs(r, tau, xp=np, exp1=None):
     return xp.minimum(r, 1.0) * xp.exp(gain)
 
 
+M4_NEWTON_STEPS = 12
+"""Newton steps of :func:`m4_logit` before its two differentiable ones. Measured over
+``r`` in [-80, 80] and ``alpha`` in [0.001, 50]: 10 steps reach a relative error of 2e-13 against
+200 steps; 8 reach 1e-8."""
+
+
+def m4_logit(r, alpha, ops=None):
+    """The logit ``t`` of the share ``s = sigmoid(t)`` solving ``log s - alpha log(1 - s) = r``.
+
+    Alabdulmohsin, Neyshabur & Zhai (2022, "Revisiting Neural Scaling Laws in Language and
+    Vision", NeurIPS, arXiv:2209.06640, section 3, estimator M4; authors' code
+    ``revisiting_neural_scaling_laws/methods/m4.py`` in google-research) define the loss
+    ``L_x`` at scale ``x`` implicitly by ``(L_x - L_inf) / (L_0 - L_x)^alpha = beta x^c``. With
+    ``A = L_0 - L_inf`` and the share ``s = (L_x - L_inf) / A`` this reads
+    ``A^(1 - alpha) s / (1 - s)^alpha = beta x^c``, that is
+    ``log s - alpha log(1 - s) = r`` with ``r = log(beta x^c) - (1 - alpha) log A``. In the
+    logit ``t`` of ``s`` the left side is ``g(t) = t + (alpha - 1) softplus(t)``: increasing
+    (slope between ``min(1, alpha)`` and ``max(1, alpha)``), and convex for ``alpha > 1``,
+    concave for ``alpha < 1``, so there is exactly one root, and Newton's method started at
+    ``max(r, 0) + min(r, 0) / alpha`` (a point on the side of the root where the tangent does not
+    overshoot) converges to it monotonically. With ``alpha = 1``, ``t = r`` (the log-logistic
+    curve).
+
+    The :data:`M4_NEWTON_STEPS` search steps are taken with the gradient stopped; two more
+    steps from that root, differentiable in ``r`` and ``alpha``, give the implicit function's
+    exact first and second derivatives (each Newton step squares the error in ``t``, so the
+    error after two steps is of fourth order in a change of ``r`` or ``alpha``).
+
+    Parameters
+    ----------
+    r : array-like
+        Right-hand side, ``log(beta x^c) - (1 - alpha) log A``.
+    alpha : array-like
+        M4's shape exponent (positive).
+    ops : SimpleNamespace, optional
+        The array functions (:data:`NUMPY_OPS` by default, :func:`jax_ops`, :func:`pytensor_ops`);
+        they need ``softplus``, ``sigmoid``, ``max``, ``min`` and ``stop_gradient``.
+
+    Examples
+    --------
+    >>> round(float(m4_logit(0.7, 1.0)), 12)  # alpha = 1: the log-logistic curve
+    0.7
+    >>> t = float(m4_logit(-3.0, 0.4))
+    >>> s = 1 / (1 + np.exp(-t))
+    >>> round(float(np.log(s) - 0.4 * np.log(1 - s)), 10)
+    -3.0
+    """
+    ops = NUMPY_OPS if ops is None else ops
+
+    def newton_step(t, r, alpha):
+        residual = t + (alpha - 1.0) * ops.softplus(t) - r
+        return t - residual / (1.0 + (alpha - 1.0) * ops.sigmoid(t))
+
+    fixed_r, fixed_alpha = ops.stop_gradient(r), ops.stop_gradient(alpha)
+    t = ops.max(fixed_r, 0.0) + ops.min(fixed_r, 0.0) / fixed_alpha
+    for _ in range(M4_NEWTON_STEPS):
+        t = newton_step(t, fixed_r, fixed_alpha)
+    t = ops.stop_gradient(t)
+    return newton_step(newton_step(t, r, alpha), r, alpha)
+
+
 NUMPY_OPS = SimpleNamespace(
     exp=np.exp,
     log=np.log,
@@ -155,7 +220,9 @@ NUMPY_OPS = SimpleNamespace(
     min=np.minimum,
     max=np.maximum,
     effective_epochs=effective_epochs,
+    m4_logit=lambda r, alpha: m4_logit(r, alpha, NUMPY_OPS),
     power=np.power,
+    stop_gradient=lambda x: x,
 )
 """The array functions used to evaluate formulas with NumPy."""
 
@@ -169,7 +236,7 @@ def jax_ops() -> SimpleNamespace:
     import jax.numpy as jnp
     from jax.scipy.special import exp1
 
-    return SimpleNamespace(
+    ops = SimpleNamespace(
         exp=jnp.exp,
         log=jnp.log,
         log10=jnp.log10,
@@ -185,19 +252,24 @@ def jax_ops() -> SimpleNamespace:
         min=jnp.minimum,
         max=jnp.maximum,
         effective_epochs=lambda r, tau: effective_epochs(r, tau, xp=jnp, exp1=exp1),
+        m4_logit=lambda r, alpha: m4_logit(r, alpha, ops),
         power=jnp.power,
+        stop_gradient=jax.lax.stop_gradient,
     )
+    return ops
 
 
 def pytensor_ops() -> SimpleNamespace:
     """Return the array functions used to evaluate formulas with PyTensor (the PyMC backend).
 
-    One line per function of :data:`FUNCTIONS`, plus ``power`` for the ``^`` operator. Plain
+    One line per function of :data:`FUNCTIONS`, plus ``power`` for the ``^`` operator and
+    ``stop_gradient`` (used by :func:`m4_logit`). Plain
     numbers are made float64 tensors first: PyTensor would otherwise store a number that float32
     represents exactly (``480.0``) as a float32 constant and compute its ``log`` in float32.
     Built on demand so that importing this module does not import PyTensor.
     """
     import pytensor.tensor as pt
+    from pytensor.gradient import disconnected_grad
 
     functions = {
         "exp": pt.exp,
@@ -238,7 +310,10 @@ def pytensor_ops() -> SimpleNamespace:
     functions["effective_epochs"] = lambda r, tau: effective_epochs(
         r, tau, xp=tensor_namespace, exp1=exp1
     )
-    return SimpleNamespace(**{name: on_float64(f) for name, f in functions.items()})
+    functions["m4_logit"] = lambda r, alpha: m4_logit(r, alpha, ops)
+    functions["stop_gradient"] = disconnected_grad
+    ops = SimpleNamespace(**{name: on_float64(f) for name, f in functions.items()})
+    return ops
 
 
 @functools.cache

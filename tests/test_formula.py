@@ -157,3 +157,60 @@ def test_constant_value():
         constant_value("x + 1")
     with pytest.raises(FormulaError, match="finite"):
         constant_value("log(0)")
+
+
+# ---------------------------------------------------------------------------- m4_logit
+M4_POINTS = [(-3.0, 0.4), (2.0, 3.0), (-20.0, 5.0), (0.5, 0.05), (40.0, 0.01), (-60.0, 20.0)]
+
+
+def m4_residual(t, r, alpha):
+    """``log s - alpha log(1 - s) - r`` at ``s = sigmoid(t)``, computed without cancellation."""
+    return t + (alpha - 1) * np.logaddexp(0, t) - r
+
+
+@pytest.mark.parametrize(("r", "alpha"), M4_POINTS)
+def test_m4_logit_solves_its_equation(r, alpha):
+    """The root satisfies the equation to rounding (relative to the size of ``t``), and with
+    ``alpha = 1`` the share is ``sigmoid(r)`` exactly."""
+    from bayescale.formula import m4_logit
+
+    t = float(m4_logit(r, alpha))
+    assert abs(m4_residual(t, r, alpha)) <= 1e-12 * max(1.0, abs(t))
+    assert float(m4_logit(r, 1.0)) == pytest.approx(r, rel=1e-14, abs=1e-14)
+
+
+def test_m4_logit_in_jax_has_the_implicit_derivatives():
+    """JAX's gradient and Hessian of the root equal the implicit function's, checked against
+    central finite differences (step 1e-5, so agreement to about 1e-8 is what rounding allows),
+    and its values equal NumPy's."""
+    import jax
+
+    from bayescale.formula import m4_logit
+
+    ops = jax_ops()
+    with jax.enable_x64(True):
+        solve = lambda point: ops.m4_logit(point[0], point[1])  # noqa: E731
+        for r, alpha in M4_POINTS[:4]:
+            point = jnp.array([r, alpha])
+            assert float(solve(point)) == pytest.approx(float(m4_logit(r, alpha)), rel=1e-12)
+            gradient, hessian = jax.grad(solve)(point), jax.hessian(solve)(point)
+            steps = 1e-5 * jnp.eye(2)
+            finite = [(solve(point + e) - solve(point - e)) / 2e-5 for e in steps]
+            finite_hessian = [
+                (jax.grad(solve)(point + e) - jax.grad(solve)(point - e)) / 2e-5 for e in steps
+            ]
+            np.testing.assert_allclose(gradient, finite, rtol=1e-7, atol=1e-9)
+            np.testing.assert_allclose(hessian, finite_hessian, rtol=1e-5, atol=1e-7)
+            # implicit function theorem: dt/dr = 1 / g'(t), dt/dalpha = -softplus(t) / g'(t)
+            t = float(solve(point))
+            slope = 1 + (alpha - 1) / (1 + math.exp(-t))
+            expected = [1 / slope, -float(np.logaddexp(0, t)) / slope]
+            np.testing.assert_allclose(gradient, expected, rtol=1e-10)
+
+
+def test_m4_logit_is_a_whitelisted_formula_function():
+    f = parse_formula("sigmoid(m4_logit(r, alpha))", ["r", "alpha"])
+    s = f.evaluate({"r": -3.0, "alpha": 0.4}, ops=NUMPY_OPS)
+    assert math.log(s) - 0.4 * math.log(1 - s) == pytest.approx(-3.0, rel=1e-12)
+    with pytest.raises(FormulaError, match="m4_logit"):
+        parse_formula("m4_logit(r)", ["r"])

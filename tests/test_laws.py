@@ -168,3 +168,25 @@ def test_unknown_law_name_lists_the_catalog():
         bs.get_law("chinchila")
     with pytest.raises(LawError, match="no parameter 'gamma'"):
         bs.get_law("chinchilla").parameter("gamma")
+
+
+def test_m4_curve_is_alabdulmohsins_implicit_law_and_nests_the_log_logistic():
+    """On a grid of scales the M4 loss satisfies the paper's defining equation
+    ``(L - L_inf) / (L_0 - L)^alpha = beta x^c`` (``L_inf = E``, ``L_0 = E + A``,
+    ``beta = aft^-gamma``, ``c = -gamma``); with ``alpha = 1`` it is the log-logistic curve; for
+    large ``x`` it tends to the power law ``E + A^alpha (aft x)^-gamma``."""
+    m4, loglogistic = bs.get_law("m4_curve"), bs.get_law("loglogistic_curve")
+    x = np.geomspace(1e2, 1e12, 21)
+    theta = {"E": 0.3, "A": 0.6, "aft": 1e-5, "gamma": 0.7}
+    for alpha in (0.3, 1.0, 2.5):
+        loss = m4.mean({"x": x}, {**theta, "alpha": alpha}, ops=NUMPY_OPS)
+        left = (loss - 0.3) / (0.9 - loss) ** alpha
+        np.testing.assert_allclose(left, (1e-5 * x) ** -0.7, rtol=1e-9)
+    np.testing.assert_allclose(
+        m4.mean({"x": x}, {**theta, "alpha": 1.0}, ops=NUMPY_OPS),
+        loglogistic.mean({"x": x}, theta, ops=NUMPY_OPS),
+        rtol=1e-13,
+    )
+    far = 1e15
+    tail = m4.mean({"x": far}, {**theta, "alpha": 2.5}, ops=NUMPY_OPS) - 0.3
+    assert tail == pytest.approx(0.6**2.5 * (1e-5 * far) ** -0.7, rel=1e-4)

@@ -576,3 +576,27 @@ def test_effective_epochs_in_pytensor_matches_numpy_with_gradients():
     pytensor.gradient.verify_grad(
         _pytensor_exp1(), [np.array([0.01, 0.5, 3.0, 30.0])], rng=np.random.default_rng(0)
     )
+
+
+def test_m4_logit_in_pytensor_matches_numpy_with_gradients():
+    """The M4 root in PyTensor: NumPy's values, and the implicit function's gradient
+    (``dt/dr = 1 / g'(t)``, ``dt/dalpha = -softplus(t) / g'(t)``) through the stopped-gradient
+    Newton steps, also when PyMC compiles the graph to JAX."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from bayescale.formula import m4_logit, pytensor_ops
+
+    r, alpha = pt.dvector("r"), pt.dvector("alpha")
+    t = pytensor_ops().m4_logit(r, alpha)
+    points = (np.array([-3.0, 2.0, -20.0, 0.5]), np.array([0.4, 3.0, 5.0, 0.05]))
+    expected = m4_logit(*points)
+    slope = 1 + (points[1] - 1) / (1 + np.exp(-expected))
+    gradients = [1 / slope, -np.logaddexp(0, expected) / slope]
+    for mode in ("FAST_RUN", "JAX"):
+        evaluate = pytensor.function(
+            [r, alpha], [t, *pytensor.grad(t.sum(), [r, alpha])], mode=mode
+        )
+        value, *gradient = evaluate(*points)
+        np.testing.assert_allclose(value, expected, rtol=1e-12)
+        np.testing.assert_allclose(gradient, gradients, rtol=1e-10)
