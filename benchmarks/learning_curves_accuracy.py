@@ -9,17 +9,17 @@ Run from the repository root::
     python -m benchmarks.learning_curves_accuracy --candidates power_law_floor  # no stacking
 
 For each split, every curve is fitted with bayescale's default law selection for a single curve
-(the power law with a floor and the log-logistic curve, each fitted to all curves in one batched
-program, PSIS-LOO stacking per curve; see ``case_studies/learning_curves_revisiting``) and with the
-baselines (``curve_fit`` and Huber point fits with bootstrap intervals, last observed value). It
-prints, per split, a table per domain and method of the median RMSLE over curves, mean relative
-error, mean log predictive density, coverage of the central 50/80/90/95% intervals over all
-held-out points and the mean squared calibration error, then one line per split: bayescale's 90%
-coverage over every held-out point and the domains where its median RMSLE is above a bootstrap
+(the power law with a floor and Alabdulmohsin et al.'s M4 curve, each fitted to all curves in one
+batched program, PSIS-LOO stacking per curve; see ``case_studies/learning_curves_revisiting``) and
+with the baselines (``curve_fit`` and Huber point fits with bootstrap intervals, last observed
+value). It prints, per split, a table per domain and method of the median RMSLE over curves, mean
+relative error, mean log predictive density, coverage of the central 50/80/90/95% intervals over
+all held-out points and the mean squared calibration error, then one line per split: bayescale's
+90% coverage over every held-out point and the domains where its median RMSLE is above a bootstrap
 baseline's. At the paper's split it also prints bayescale's RMSLE per curve next to the paper's
 published errors of its estimators M1 to M4 (NMT, LM and BIG-Bench). Tables are written to
-``benchmarks/results/learning_curves_accuracy/`` (with other ``--candidates``, to a subfolder
-named after them).
+``benchmarks/results/learning_curves_accuracy/`` (with other ``--candidates``, to a subfolder named
+after them).
 """
 
 from __future__ import annotations

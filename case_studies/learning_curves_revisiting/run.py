@@ -7,8 +7,9 @@ Run from the repository root::
     python case_studies/learning_curves_revisiting/run.py --fraction 0.4   # another split
 
 Every curve is fitted on its fitting part (``Training == 1``) with two candidate laws, the power
-law with a floor and the log-logistic curve (a plateau, then a power-law decay to a floor), each
-in one batched program; PSIS-LOO stacking chooses per curve, and the stacked forecast of the
+law with a floor and the M4 curve of the paper (a plateau, a bend whose sharpness is fitted, then
+a power-law decay to a floor; the log-logistic curve is its alpha = 1 case), each in one batched
+program; PSIS-LOO stacking chooses per curve, and the stacked forecast of the
 held-out part is scored against ``curve_fit`` and Huber point fits of the power law with a floor
 (bootstrap intervals) and the last observed value. Writes ``scores.csv``, ``table.csv`` and
 ``table.md`` into ``--out`` (default: ``output/`` next to this file).
@@ -29,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "curves.csv"
 PUBLISHED = HERE / "data" / "published_rmse.csv"
 ESTIMATORS = ("M1", "M2", "M3", "M4")
-CANDIDATES = ("power_law_floor", "loglogistic_curve")
+CANDIDATES = ("power_law_floor", "m4_curve")
 DISCREPANCY = "walk"
 KEYS = ["Domain", "Task", "Model"]
 
