@@ -56,6 +56,19 @@ def _multi_pairs(values: tuple[str, ...], option: str) -> dict[str, tuple[str, .
     return out
 
 
+def _centrings(values: tuple[str, ...]) -> dict[str, bool | str]:
+    """Parse repeated ``--centered PARAM`` (centred) or ``--centered PARAM=auto``."""
+    out: dict[str, bool | str] = {}
+    for item in values:
+        name, sep, form = (part.strip() for part in item.partition("="))
+        if not name or (sep and form != "auto"):
+            raise click.UsageError(f"--centered expects PARAM or PARAM=auto, got {item!r}")
+        if name in out:
+            raise click.UsageError(f"--centered gives {name!r} twice")
+        out[name] = "auto" if sep else True
+    return out
+
+
 def _point(text: str) -> dict[str, float | str]:
     """Parse ``--at "N=7e10,D=1.4e12[,group=label]"``."""
     out: dict[str, float | str] = {}
@@ -179,8 +192,9 @@ def laws_command(as_json: bool, markdown: bool) -> None:
     "--centered",
     "centred",
     multiple=True,
-    metavar="PARAM",
-    help="Use the centred form for a pooled parameter (groups with many runs each).",
+    metavar="PARAM[=auto]",
+    help="Use the centred form for a pooled parameter (groups with many runs each); "
+    "PARAM=auto centres each group as far as its runs pin its value.",
 )
 @click.option(
     "--prior",
@@ -261,8 +275,9 @@ def fit_command(
             raise click.UsageError("--huber-delta only applies to --likelihood huber")
         options["delta"] = huber_delta
     groups = _pairs(group_pairs, "--group", "PARAM=COLUMN")
+    centring = _centrings(centred)
     for option, names in (
-        ("--centered", centred),
+        ("--centered", list(centring)),
         ("--group-covariate", [item.partition("=")[0].strip() for item in group_covariate_pairs]),
     ):
         unknown = [name for name in names if name not in groups]
@@ -270,7 +285,12 @@ def fit_command(
             raise click.UsageError(f"{option} {unknown[0]} needs --group {unknown[0]}=COLUMN")
     group_covariates = _multi_pairs(group_covariate_pairs, "--group-covariate")
     pool = [
-        Pooling(name, column, centered=name in centred, covariates=group_covariates.get(name, ()))
+        Pooling(
+            name,
+            column,
+            centered=centring.get(name, False),
+            covariates=group_covariates.get(name, ()),
+        )
         for name, column in groups.items()
     ]
     result = fit(

@@ -40,6 +40,7 @@ from bayescale.errors import ConvergenceWarning, SettingsError
 from bayescale.laws import Law, get_law
 from bayescale.likelihoods import ObservationModel, default_observation_model
 from bayescale.model import (
+    LINK_SITE,
     OBSERVED_SITE,
     Design,
     ModelSpec,
@@ -356,8 +357,9 @@ def fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
 def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     design = Design.from_runs(runs, spec)
     model = numpyro_model(spec, design)
-    centred = any(p.centered for p in spec.pooling)
+    centred = any(p.fully_centred for p in spec.pooling)
     optimisation_model = numpyro_model(spec, design, all_noncentred=True) if centred else model
+    auto_centring = AutoCentring.of(spec, design)
     chain_method = resolve_chain_method(settings)
     started = time.perf_counter()
     with jax.enable_x64(True):
@@ -366,9 +368,15 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         trials = None if design.trials is None else jnp.asarray(design.trials)
         y = spec.observation.observed(jnp.asarray(design.y), trials)
         starts = multistart_init(
-            model, optimisation_model, {"y": y}, key_init, settings.starts, settings.chains
+            model,
+            optimisation_model,
+            {"y": y},
+            key_init,
+            settings.starts,
+            settings.chains,
+            auto_centring=auto_centring,
         )
-        init_report, dimension = starts.report, starts.dimension
+        model, init_report, dimension = starts.model, starts.report, starts.dimension
         dense = (
             dimension <= DENSE_MASS_MAX_DIMENSION
             if settings.dense_mass == "auto"
@@ -426,6 +434,8 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         "wall_seconds": round(elapsed, 3),
         "init": asdict(init_report),
     }
+    if starts.centrings:
+        sampler["centrings"] = {name: w.round(4).tolist() for name, w in starts.centrings.items()}
     datatree = build_datatree(
         runs=runs,
         spec=spec,
@@ -526,22 +536,34 @@ def use_cpu_devices(count: int | None = None) -> int:
     return int(count)
 
 
-def multistart_init(model, optimisation_model, model_kwargs, key, starts: int, chains: int):
+def multistart_init(
+    model,
+    optimisation_model,
+    model_kwargs,
+    key,
+    starts: int,
+    chains: int,
+    *,
+    auto_centring: AutoCentring | None = None,
+):
     """Optimise the log posterior from many prior draws and start the chains near the best.
 
     Each start is a draw from the prior (uniform on [-2, 2] for improper coordinates), optimised
     with L-BFGS on the unconstrained scale of ``optimisation_model`` (one compiled gradient
     serves every start). That model is ``model`` itself, or its all-non-centred twin when some
     pooling is centred (a centred hierarchy has no mode to find); the best point is then carried
-    over to ``model``'s coordinates. Chains start at draws from the Laplace approximation around
-    it (the Hessian from differences of the exact gradient), truncated at two standard
-    deviations, so that R-hat can still see disagreement between chains.
+    over to ``model``'s coordinates. With ``auto_centring`` (poolings with ``centered="auto"``,
+    non-centred in both models given), the centrings are read off the curvature at the best
+    point and the chains sample the partially centred model ``auto_centring.build`` makes.
+    Chains start at draws from the Laplace approximation around the best point (the Hessian
+    from differences of the exact gradient), truncated at two standard deviations, so that
+    R-hat can still see disagreement between chains.
 
     Returns
     -------
     Starts
-        The chains' unconstrained starting values, the report, the number of unconstrained
-        dimensions, and the standardised coordinates NUTS samples in.
+        The model to sample, the chains' unconstrained starting values, the report, the
+        centrings chosen, and the standardised coordinates NUTS samples in.
     """
     key_model, key_starts, key_jitter = jax.random.split(key, 3)
     info, potential_fn, postprocess_fn, model_trace = initialize_model(
@@ -586,8 +608,14 @@ def multistart_init(model, optimisation_model, model_kwargs, key, starts: int, c
         near_best=int(np.sum(finite & (values - best_value < 1.0))),
         other_mode_gap=gap,
     )
+    centrings = {}
+    if auto_centring is not None:
+        centrings = auto_centring.centrings(value_and_grad, best_point, unravel)
+        model = auto_centring.build(centrings)
     if optimisation_model is not model:
         constrained = postprocess_fn(unravel(jnp.asarray(best_point)))
+        if centrings:
+            constrained = auto_centring.carry_over(model, constrained, model_kwargs)
         info, potential_fn, postprocess_fn, _ = initialize_model(
             key_model,
             model,
@@ -609,7 +637,93 @@ def multistart_init(model, optimisation_model, model_kwargs, key, starts: int, c
     chain_values = np.array([value_and_grad(point)[0] for point in chain_points])
     chain_points[~np.isfinite(chain_values)] = best_point
     coordinates = StandardisedCoordinates(best_point, scale, potential_fn, postprocess_fn, unravel)
-    return Starts(chain_points, report, coordinates)
+    return Starts(model, chain_points, report, coordinates, centrings)
+
+
+@dataclass(frozen=True)
+class AutoCentring:
+    """The poolings with ``centered="auto"`` of a model, and how to centre them.
+
+    See :class:`~bayescale.priors.Pooling` for the parameterisation, and :meth:`centrings`
+    for how each group's centring is read off the non-centred model at its posterior mode.
+    """
+
+    sites: Mapping[str, str]
+    """The non-centred site of each auto-centred parameter (``<name>__link_decentered``)."""
+    build: Any
+    """``centrings -> numpyro model``: the model with those centrings."""
+
+    @classmethod
+    def of(cls, spec: ModelSpec, design: Design) -> AutoCentring | None:
+        """The auto-centred poolings of ``spec`` (``None`` when there are none)."""
+        sites = {
+            p.parameter: p.parameter + LINK_SITE + "_decentered"
+            for p in spec.pooling
+            if p.auto_centred
+        }
+        if not sites:
+            return None
+        return cls(sites, lambda centrings: numpyro_model(spec, design, centrings=centrings))
+
+    def centrings(self, value_and_grad, point: np.ndarray, unravel) -> dict[str, np.ndarray]:
+        """Each group's centring, from the curvature of the non-centred model at ``point``.
+
+        ``H`` is the Hessian of the negative log density over the non-centred group values of
+        every auto-centred parameter, by central differences of the exact gradient (two
+        gradient calls per group value). Holding the population and spreads at the mode, the
+        posterior variance of ``z[j]`` is ``V[j, j]`` with ``V = H^-1``: a group whose runs
+        pin its value has ``V[j, j]`` near 0 (centring near 1), one whose runs say nothing
+        about it (alone, or given its other parameters, as the exponent of a one-run group)
+        keeps the prior's 1 (centring 0). The centring is ``1 - V[j, j]``, which for one
+        normal group value is ``1 - 1 / H[j, j]`` (see :class:`~bayescale.priors.Pooling`).
+        Runs that are normal in the group values add curvature, so ``H >= I`` there; where a
+        nonlinear law makes an eigenvalue of ``H`` smaller than 1 (a saddle or a ridge at the
+        mode), it is taken as 1 (no information from the runs in that direction) before
+        inverting. Where ``H`` is not finite every group stays non-centred.
+        """
+        indices = {
+            parameter: _flat_indices(unravel, point.shape[0], site)
+            for parameter, site in self.sites.items()
+        }
+        group_values = np.concatenate(list(indices.values()))
+        rows = _hessian_rows(value_and_grad, point, group_values)
+        hessian = np.eye(group_values.size) if rows is None else rows[:, group_values]
+        hessian = 0.5 * (hessian + hessian.T)
+        if np.all(np.isfinite(hessian)):
+            curvature, vectors = np.linalg.eigh(hessian)
+            variance = np.sum(vectors**2 / np.maximum(curvature, 1.0), axis=1)
+        else:
+            variance = np.ones(group_values.size)
+        centring = np.clip(1.0 - variance, 0.0, 1.0)
+        parts = np.split(centring, np.cumsum([v.size for v in indices.values()])[:-1])
+        return dict(zip(indices, parts, strict=True))
+
+    def carry_over(self, model, constrained: Mapping[str, Any], model_kwargs) -> dict[str, Any]:
+        """The point ``constrained`` of the non-centred model in ``model``'s coordinates.
+
+        A non-centred value ``z`` of a group becomes ``w m + s^w z``, which is the location
+        plus the scale times ``z`` of ``model``'s partially centred site (numpyro's
+        ``LocScaleReparam``); every other site keeps its value.
+        """
+
+        def value(site):
+            if site["type"] != "sample" or site["is_observed"]:
+                return None
+            if site["name"] not in self.sites.values():
+                return constrained[site["name"]]
+            fn = site["fn"]
+            while hasattr(fn, "base_dist"):
+                fn = fn.base_dist
+            return fn.loc + fn.scale * constrained[site["name"]]
+
+        traced = numpyro.handlers.trace(
+            numpyro.handlers.substitute(model, substitute_fn=value)
+        ).get_trace(**model_kwargs)
+        return {
+            name: site["value"]
+            for name, site in traced.items()
+            if site["type"] == "sample" and not site["is_observed"]
+        }
 
 
 @dataclass(frozen=True)
@@ -651,13 +765,17 @@ class StandardisedCoordinates:
 
 @dataclass(frozen=True)
 class Starts:
-    """What :func:`multistart_init` returns: the chains' starting points and the coordinates
-    NUTS samples in."""
+    """What :func:`multistart_init` returns: the model to sample, the chains' starting points
+    and the coordinates NUTS samples in."""
 
+    model: Any
+    """The numpyro model the chains sample (partially centred where a pooling asked for it)."""
     chain_points: np.ndarray
     """Starting points in the model's flat unconstrained coordinates, ``(chains, dimension)``."""
     report: InitReport
     coordinates: StandardisedCoordinates
+    centrings: Mapping[str, np.ndarray]
+    """Per auto-centred parameter, each group's centring (0 non-centred, 1 centred)."""
 
     @property
     def dimension(self) -> int:
@@ -742,20 +860,42 @@ def _laplace_cholesky(value_and_grad, point: np.ndarray) -> np.ndarray | None:
     dimension = point.shape[0]
     if dimension > LAPLACE_MAX_DIMENSION:
         return None
-    hessian = np.empty((dimension, dimension))
-    for i in range(dimension):
-        step = np.zeros(dimension)
+    hessian = _hessian_rows(value_and_grad, point, np.arange(dimension))
+    if hessian is None:
+        return None
+    try:
+        factor = np.linalg.cholesky(np.linalg.inv(hessian))
+    except np.linalg.LinAlgError:
+        return None
+    return factor if np.all(np.isfinite(factor)) else None
+
+
+def _hessian_rows(value_and_grad, point: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+    """Rows ``rows`` of the Hessian of the potential at ``point``, ``(len(rows), dimension)``.
+
+    Central differences of the exact gradient, steps ``h = 1e-5`` relative (two gradient calls
+    per row); where every row is asked for, the result is symmetrised. ``None`` where the
+    potential is not finite on either side of a step.
+    """
+    hessian = np.empty((rows.size, point.shape[0]))
+    for row, i in enumerate(rows):
+        step = np.zeros(point.shape[0])
         step[i] = 1e-5 * max(1.0, abs(point[i]))
         above, grad_above = value_and_grad(point + step)
         below, grad_below = value_and_grad(point - step)
         if not (np.isfinite(above) and np.isfinite(below)):
             return None
-        hessian[i] = (grad_above - grad_below) / (2 * step[i])
-    try:
-        factor = np.linalg.cholesky(np.linalg.inv(0.5 * (hessian + hessian.T)))
-    except np.linalg.LinAlgError:
-        return None
-    return factor if np.all(np.isfinite(factor)) else None
+        hessian[row] = (grad_above - grad_below) / (2 * step[i])
+    if rows.size == point.shape[0]:
+        hessian = 0.5 * (hessian + hessian.T)
+    return hessian
+
+
+def _flat_indices(unravel, dimension: int, site: str) -> np.ndarray:
+    """Positions of one site's values in the flat unconstrained vector ``unravel`` reads."""
+    template = unravel(jnp.zeros(dimension))
+    mask, _ = ravel_pytree({k: jnp.full(jnp.shape(v), k == site) for k, v in template.items()})
+    return np.flatnonzero(np.asarray(mask))
 
 
 def sampler_settings_from(attrs: Mapping[str, Any]) -> SamplerSettings:

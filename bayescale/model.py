@@ -818,13 +818,22 @@ def pointwise_log_likelihood(site_distribution, value):
     return site_distribution.log_prob(value)
 
 
-def numpyro_model(spec: ModelSpec, design: Design, *, all_noncentred: bool = False):
+def numpyro_model(
+    spec: ModelSpec,
+    design: Design,
+    *,
+    all_noncentred: bool = False,
+    centrings: Mapping[str, np.ndarray] | None = None,
+):
     """Return a numpyro model function ``model(y=None)`` for the data in ``design``.
 
     Pooled parameters are non-centred (numpyro's ``LocScaleReparam``) unless their pooling is
     centred; ``all_noncentred=True`` non-centres every pooled parameter, which gives the
     well-posed objective the initial optimisation needs (a centred hierarchy has no mode: its
-    density grows without bound as the spread shrinks to zero).
+    density grows without bound as the spread shrinks to zero). A pooling with
+    ``centered="auto"`` is partially centred with the centrings ``centrings[parameter]`` (one
+    per group, 0 non-centred to 1 centred; see :class:`~bayescale.priors.Pooling`), and
+    non-centred while ``centrings`` does not give them.
 
     The observed site ``y`` holds what the observation model observes (success counts for the
     binomial models, the outcome otherwise).
@@ -880,9 +889,12 @@ def numpyro_model(spec: ModelSpec, design: Design, *, all_noncentred: bool = Fal
                 obs=y,
             )
 
-    noncentred = {
-        p.parameter + LINK_SITE: LocScaleReparam(centered=0)
+    centrings = {} if all_noncentred or centrings is None else centrings
+    reparameterised = {
+        p.parameter + LINK_SITE: LocScaleReparam(
+            centered=np.asarray(centrings[p.parameter]) if p.parameter in centrings else 0
+        )
         for p in spec.pooling
-        if all_noncentred or not p.centered
+        if all_noncentred or not p.fully_centred
     }
-    return numpyro.handlers.reparam(model, config=noncentred) if noncentred else model
+    return numpyro.handlers.reparam(model, config=reparameterised) if reparameterised else model

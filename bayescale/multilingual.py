@@ -116,7 +116,7 @@ def fit_joint(
     weight: str = "weight",
     pair_covariates: Sequence[str] = (),
     cell_covariates: Sequence[str] = (),
-    centered: bool | Iterable[str] = True,
+    centered: bool | str | Iterable[str] = True,
     priors: Mapping[str, str] | None = None,
     **sampler: Any,
 ) -> Fit:
@@ -139,9 +139,11 @@ def fit_joint(
     cell_covariates : sequence of str
         Numeric cell-level columns that shift the pooled mean of ``log beta`` (for example
         ``log`` of the weight).
-    centered : bool or iterable of str
+    centered : bool, "auto" or iterable of str
         Which of ``alpha``, ``L_inf`` and ``beta`` use centred pooling (``True``: all three, the
-        default; ``False``: none; or a collection of names). Each pair has many runs (all its
+        default; ``False``: none; ``"auto"``: all three centred pair by pair as far as the
+        pair's runs pin them, see :class:`~bayescale.priors.Pooling`; or a collection of
+        names). Each pair has many runs (all its
         weightings), so its parameters are pinned down by its own data and the centred form
         mixes better: on six simulated pairs with three weights and six sizes over three
         decades, everything centred converged (R-hat <= 1.01, no divergence) while ``alpha``
@@ -168,8 +170,8 @@ def fit_joint(
     if CELL_COLUMN in frame.columns:
         raise DataError(f"the runs already have a column {CELL_COLUMN!r}; rename it")
     names = ("alpha", "L_inf", "beta")
-    if isinstance(centered, bool):
-        centred = set(names) if centered else set()
+    if isinstance(centered, bool) or centered == Pooling.AUTO:
+        form = dict.fromkeys(names, centered)
     else:
         centred = {str(name) for name in centered}
         unknown = sorted(centred - set(names))
@@ -177,12 +179,13 @@ def fit_joint(
             raise SettingsError(
                 f"centered names {unknown[0]!r}, which is not one of {', '.join(names)}"
             )
+        form = {name: name in centred for name in names}
     frame = frame.copy()
     frame[CELL_COLUMN] = pair_weight_labels(frame[pair], frame[weight])
     pool = [
-        Pooling("alpha", pair, centered="alpha" in centred, covariates=tuple(pair_covariates)),
-        Pooling("L_inf", pair, centered="L_inf" in centred, covariates=tuple(pair_covariates)),
-        Pooling("beta", CELL_COLUMN, centered="beta" in centred, covariates=tuple(cell_covariates)),
+        Pooling("alpha", pair, centered=form["alpha"], covariates=tuple(pair_covariates)),
+        Pooling("L_inf", pair, centered=form["L_inf"], covariates=tuple(pair_covariates)),
+        Pooling("beta", CELL_COLUMN, centered=form["beta"], covariates=tuple(cell_covariates)),
     ]
     return fit_law(frame, "multilingual", y=y, x={"N": N}, pool=pool, priors=priors, **sampler)
 

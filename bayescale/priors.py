@@ -410,7 +410,9 @@ class Pooling:
     ``sd_prior`` (default ``HalfNormal(0.5)``: groups typically within a factor of e of each other
     for a positive parameter). With ``centered=True`` the group values are sampled directly
     from ``Normal(g(theta_pop), theta_sd)`` instead: the same model, a geometry that mixes better
-    when every group has enough runs to pin its own value.
+    when every group has enough runs to pin its own value. With ``centered="auto"`` each group
+    gets its own degree of centring, chosen from how much its runs say about its value (see
+    Notes): for data where some groups have many runs and others one or two.
 
     Parameters
     ----------
@@ -420,8 +422,10 @@ class Pooling:
         The group column whose labels index the parameter.
     sd_prior : Prior, optional
         Prior of the between-group spread ``<parameter>_sd``.
-    centered : bool
-        Sample group values directly (centred) instead of the default non-centred form.
+    centered : bool or "auto"
+        ``False`` (default): non-centred. ``True``: sample group values directly (centred).
+        ``"auto"``: partially centred, group by group, from the curvature at the posterior mode
+        (numpyro backend; the PyMC backend and :func:`bayescale.fit_batch` refuse it).
     covariates : tuple of str
         Group-level covariate columns (numeric, constant within each group) that shift the
         group's mean on the link scale: ``g(theta[j]) = g(theta_pop) + sum_c theta_c x[j, c]
@@ -435,15 +439,53 @@ class Pooling:
     prior, in one model (no pooling), which is the baseline partial pooling is compared with, and
     the safer choice when there are too few groups (a handful) to learn a spread from. Run-level
     covariates (``regress=``) still act on such a parameter.
+
+    ``centered="auto"`` is the partially non-centred parameterisation of Papaspiliopoulos,
+    Roberts & Skold (2007, Statistical Science 22(1)): group ``j`` is sampled as
+    ``u[j] = w[j] m[j] + s^w[j] z[j]`` with ``g(theta[j]) = m[j] + s^(1 - w[j]) (u[j] - w[j]
+    m[j])`` (``m`` the group's pooled mean, ``s`` the spread; numpyro's ``LocScaleReparam`` with
+    an array of centrings), so ``w = 0`` is the non-centred and ``w = 1`` the centred form. For a
+    normal group value observed with noise the choice ``w[j] = s^2 d[j] / (1 + s^2 d[j])``, with
+    ``d[j]`` the precision the group's runs give its value, makes ``u[j]`` and the population
+    mean a posteriori independent. There the negative log density's second derivative in the
+    non-centred ``z[j]`` is ``H[j, j] = 1 + s^2 d[j]``, so ``w[j] = 1 - 1 / H[j, j]``, the
+    posterior variance of ``z[j]`` taken from 1. bayescale uses that form at the mode of the
+    non-centred model, with the posterior variance ``V[j, j]`` of ``z[j]`` from the inverse
+    Hessian over all groups' values (population and spreads held at the mode), so that a group
+    value its runs pin only jointly with its other parameters (the exponent of a one-run
+    group) counts as unpinned: ``w[j] = 1 - V[j, j]``. Groups with many runs come out nearly
+    centred, groups whose runs say little nearly non-centred. (Gorinova, Moore & Hoffman 2020,
+    ICML, learn the same centrings by variational inference instead.) The posterior is the same
+    for every choice of ``centered``.
     """
 
     parameter: str
     group: str
     sd_prior: Prior | None = None
-    centered: bool = False
+    centered: bool | str = False
     covariates: tuple[str, ...] = ()
 
     DEFAULT_SD_PRIOR = "HalfNormal(0.5)"
+    AUTO = "auto"
+
+    def __post_init__(self):
+        if self.centered not in (True, False, self.AUTO):
+            raise PriorError(
+                f"pooling of {self.parameter!r}: centered must be True, False or 'auto', "
+                f"not {self.centered!r}"
+            )
+        if not self.auto_centred:
+            object.__setattr__(self, "centered", bool(self.centered))
+
+    @property
+    def auto_centred(self) -> bool:
+        """Whether each group's centring is chosen from the data (``centered="auto"``)."""
+        return isinstance(self.centered, str)
+
+    @property
+    def fully_centred(self) -> bool:
+        """Whether every group value is sampled directly (``centered=True``)."""
+        return self.centered is True
 
     @classmethod
     def parse(cls, text: str | Pooling) -> Pooling:
@@ -460,9 +502,8 @@ class Pooling:
 
     def __str__(self) -> str:
         covariates = f" ~ {' + '.join(self.covariates)}" if self.covariates else ""
-        return f"{self.parameter}|{self.group}{covariates}" + (
-            " (centred)" if self.centered else ""
-        )
+        form = {True: " (centred)", False: "", self.AUTO: " (centring from the data)"}
+        return f"{self.parameter}|{self.group}{covariates}{form[self.centered]}"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -477,7 +518,7 @@ class Pooling:
         return cls(
             str(spec["parameter"]),
             str(spec["group"]),
-            centered=bool(spec["centered"]),
+            centered=spec["centered"] if spec["centered"] == cls.AUTO else bool(spec["centered"]),
             covariates=tuple(spec.get("covariates", ())),
         )
 

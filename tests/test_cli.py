@@ -172,6 +172,10 @@ def test_bad_csv_gives_one_line_and_no_file(tmp_path, csv, fragments):
         (["--law", "chinchilla", "--likelihood", "gaussian"], ["unknown observation model"]),
         (["--law", "chinchilla", "--chains", "0"], ["chains must be a positive integer"]),
         (["--law", "chinchilla", "--centered", "alpha"], ["--centered alpha needs --group"]),
+        (
+            ["--law", "chinchilla", "--group", "alpha=family", "--centered", "alpha=yes"],
+            ["--centered expects PARAM or PARAM=auto", "'alpha=yes'"],
+        ),
         (["--law", "chinchilla", "--bogus"], ["No such option '--bogus'"]),
     ],
 )

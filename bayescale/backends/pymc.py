@@ -233,7 +233,7 @@ def _group_values(pooling: Pooling, center, sd):
     """
     pm = _import_pymc()
     name = pooling.parameter + LINK_SITE
-    if pooling.centered:
+    if pooling.fully_centred:
         return pm.Normal(name, mu=center, sigma=sd, dims=pooling.group)
     z = pm.Normal(
         name + "_decentered", mu=np.float64(0.0), sigma=np.float64(1.0), dims=pooling.group
@@ -354,9 +354,16 @@ def pymc_model(
     ------
     SettingsError
         For a law defined by a Python function (its code is JAX; it cannot be traced by PyTensor),
-        or the ``lognormal_walk`` observation model (numpyro backend only, for now).
+        the ``lognormal_walk`` observation model, or a pooling with ``centered="auto"``
+        (numpyro backend only, for now).
     """
     pm = _import_pymc()
+    auto = [str(p) for p in spec.pooling if p.auto_centred]
+    if auto:
+        raise SettingsError(
+            f"centered='auto' ({', '.join(auto)}) is available with the numpyro backend only; "
+            "use centered=True or False with backend='pymc'"
+        )
     if spec.observation.correlated:
         raise SettingsError(
             f"the {spec.observation.name} observation model is available with the numpyro "
@@ -671,7 +678,7 @@ def _multistart_initvals(spec: ModelSpec, design: Design, model, settings):
     from bayescale.model import numpyro_model
 
     numpyro_version = numpyro_model(spec, design)
-    centred = any(p.centered for p in spec.pooling)
+    centred = any(p.fully_centred for p in spec.pooling)
     optimisation = numpyro_model(spec, design, all_noncentred=True) if centred else numpyro_version
     names = [rv.name for rv in model.free_RVs]
     with jax.enable_x64(True):
