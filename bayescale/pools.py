@@ -60,7 +60,7 @@ def fit_pools(
     S: str = "S",
     pool: str = "pool",
     model: str | None = None,
-    centered: bool = False,
+    centered: bool | str = False,
     priors: Mapping[str, str] | None = None,
     **sampler: Any,
 ) -> Fit:
@@ -77,8 +77,9 @@ def fit_pools(
         Column of the model (architecture) label. Without it every run is one model and ``a``
         and ``d`` are single values; with it they are pooled over models while each pool's
         ``b`` and ``tau`` stay shared by the models.
-    centered : bool
-        Centred pooling (groups with many runs each).
+    centered : bool or "auto"
+        Centred pooling (groups with many runs each), or ``"auto"``: each pool (and model)
+        centred as far as its runs pin it (see :class:`~bayescale.priors.Pooling`).
     priors : mapping, optional
         Prior overrides (``b``, ``tau``, ``a``, ``d``, ``sigma``, ``b_sd``, ...).
     **sampler
