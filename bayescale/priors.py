@@ -518,7 +518,7 @@ class Pooling:
         return cls(
             str(spec["parameter"]),
             str(spec["group"]),
-            centered=spec["centered"] if spec["centered"] == cls.AUTO else bool(spec["centered"]),
+            centered=spec["centered"],
             covariates=tuple(spec.get("covariates", ())),
         )
 

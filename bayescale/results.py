@@ -198,7 +198,9 @@ def compute_diagnostics(datatree: xr.DataTree, max_tree_depth: int) -> Diagnosti
     if problems and pooled:
         advice.append(
             "for pooled parameters whose groups each have several runs, the centred form often "
-            "mixes better: Pooling(param, group, centered=True), or --centered PARAM"
+            "mixes better: Pooling(param, group, centered=True), or --centered PARAM; where "
+            "groups differ, centered='auto' (--centered PARAM=auto) centres each group as far "
+            "as its runs pin it"
         )
     if hits:
         notes.append(
