@@ -289,12 +289,7 @@ def fit_runs_batch(
     """Fit ``spec`` to each curve's validated runs (the engine behind :func:`fit_batch`)."""
     if not runs:
         raise DataError("the batch has no curves")
-    auto = [str(p) for p in spec.pooling if p.auto_centred]
-    if auto:
-        raise SettingsError(
-            f"centered='auto' ({', '.join(auto)}) is not available in batched fits; "
-            "use centered=True or False, or fit the curves with bayescale.fit"
-        )
+    spec.refuse_auto_centring("in batched fits (fit the curves with bayescale.fit)")
     if lockstep is not None and (isinstance(lockstep, bool) or int(lockstep) < 1):
         raise SettingsError(f"lockstep must be a positive number of curves, got {lockstep!r}")
     compile_times: list[float] = []

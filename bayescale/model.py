@@ -42,7 +42,7 @@ import numpyro.distributions.distribution
 from numpyro.infer.reparam import LocScaleReparam
 
 from bayescale.data import Runs
-from bayescale.errors import DataError, PriorError
+from bayescale.errors import DataError, PriorError, SettingsError
 from bayescale.formula import jax_ops
 from bayescale.laws import Law, Parameter, Reference, get_law
 
@@ -282,6 +282,16 @@ class ModelSpec:
             if pooling.parameter == name:
                 return pooling
         return None
+
+    def refuse_auto_centring(self, where: str) -> None:
+        """Raise :class:`~bayescale.errors.SettingsError` naming each ``centered="auto"``
+        pooling, for the engines that cannot choose centrings (``where`` says which)."""
+        auto = [str(p) for p in self.pooling if p.auto_centred]
+        if auto:
+            raise SettingsError(
+                f"centered='auto' ({', '.join(auto)}) is not available {where}; use "
+                "centered=True or False"
+            )
 
     def regression_of(self, name: str) -> Regression | None:
         for regression in self.regression:

@@ -358,12 +358,7 @@ def pymc_model(
         (numpyro backend only, for now).
     """
     pm = _import_pymc()
-    auto = [str(p) for p in spec.pooling if p.auto_centred]
-    if auto:
-        raise SettingsError(
-            f"centered='auto' ({', '.join(auto)}) is available with the numpyro backend only; "
-            "use centered=True or False with backend='pymc'"
-        )
+    spec.refuse_auto_centring("with backend='pymc' (numpyro backend only)")
     if spec.observation.correlated:
         raise SettingsError(
             f"the {spec.observation.name} observation model is available with the numpyro "
