@@ -48,6 +48,17 @@ LAW = "pool_repetition"
 NORMALISER = 1e5
 """The fixed sample normaliser of the law, ``(a n / 1e5)^b`` (the authors' ``normalizer``)."""
 
+SPREAD_PRIOR = "Gamma(2, 5)"
+"""Default prior of the between-group spreads in :func:`fit_pools` (``b_sd``, ``tau_sd`` and,
+with a model column, ``a_sd`` and ``d_sd``). A study compares a handful of pools, and four or
+five values cannot rule out a spread near zero: under the half-normal default of
+:class:`~bayescale.priors.Pooling` the sampler then falls into the funnel's neck there (divergences,
+R-hat above the gate on the simulated four-pool fit of ``tests/test_pools.py``). ``Gamma(2, 5)``
+has the half-normal's mean (0.4) and zero density at zero, the boundary-avoiding prior of Chung
+et al. (2013, Psychometrika 78:685) for variance parameters learned from few groups. It says a
+priori that pools differ; override it through ``priors`` (for example ``{"b_sd":
+"HalfNormal(0.5)"}``) when that is not wanted."""
+
 Candidate = str | Mapping[str, float]
 """A pool label, or a mixture ``{pool: share}`` (shares of the mixture's samples)."""
 
@@ -81,7 +92,8 @@ def fit_pools(
         Centred pooling (groups with many runs each), or ``"auto"``: each pool (and model)
         centred as far as its runs pin it (see :class:`~bayescale.priors.Pooling`).
     priors : mapping, optional
-        Prior overrides (``b``, ``tau``, ``a``, ``d``, ``sigma``, ``b_sd``, ...).
+        Prior overrides (``b``, ``tau``, ``a``, ``d``, ``sigma``, ``b_sd``, ...). The spreads
+        default to :data:`SPREAD_PRIOR`.
     **sampler
         Sampler settings passed to :func:`bayescale.fit`.
 
@@ -92,7 +104,16 @@ def fit_pools(
     pooling = [Pooling("b", pool, centered=centered), Pooling("tau", pool, centered=centered)]
     if model is not None:
         pooling += [Pooling("a", model, centered=centered), Pooling("d", model, centered=centered)]
-    return fit_law(data, LAW, y=y, x={"n": n, "S": S}, pool=pooling, priors=priors, **sampler)
+    spreads = {p.sd_name: SPREAD_PRIOR for p in pooling}
+    return fit_law(
+        data,
+        LAW,
+        y=y,
+        x={"n": n, "S": S},
+        pool=pooling,
+        priors={**spreads, **(priors or {})},
+        **sampler,
+    )
 
 
 def _check_fit(fit: Fit) -> tuple[str, str | None]:

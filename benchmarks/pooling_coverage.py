@@ -11,7 +11,11 @@ Two families:
   sizes, alpha, L_inf and beta pooled over languages (``centered="auto"``: each language
   centred as far as its runs pin it); the checked exponent is each language's ``alpha``.
 * ``pools``: Goyal et al.'s ``pool_repetition`` law, 4 pools x 6 budgets with repetition,
-  b and tau pooled over pools; the checked exponent is each pool's utility ``b``.
+  b and tau pooled over pools (``centered="auto"``); the checked exponent is each pool's
+  utility ``b``.
+
+Both families fit with the boundary-avoiding spread prior :data:`SPREAD_PRIOR` and
+:data:`SAMPLER`.
 
 Run from the repository root (about a minute per multilingual fit and four per pools fit on
 the 2 development cores)::
@@ -40,18 +44,17 @@ from scipy.stats import beta as beta_distribution
 import bayescale as bs
 from bayescale.formula import NUMPY_OPS
 
-SAMPLER = {"chains": 4, "draws": 500, "warmup": 500, "target_accept": 0.95}
-"""Sampler settings of the pools family."""
-
-MULTILINGUAL_SAMPLER = {"chains": 4, "draws": 1000, "warmup": 1000, "target_accept": 0.99}
-"""Sampler settings of the multilingual family: with :data:`SAMPLER` every fit failed a gate."""
+SAMPLER = {"chains": 4, "draws": 1000, "warmup": 1000, "target_accept": 0.99}
+"""Sampler settings of both families: with 4 x 500 draws at target acceptance 0.95 every fit of
+either family failed a gate."""
 
 SPREAD_PRIOR = "Gamma(2, 5)"
-"""Prior of the multilingual family's between-language spreads: the mean of bayescale's default
+"""Prior of the between-group spreads of both families: the mean of bayescale's default
 ``HalfNormal(0.5)`` (0.4) with zero density at zero (a boundary-avoiding prior, Chung et al. 2013,
 Psychometrika 78:685), which keeps the sampler out of the funnel necks at small spreads where
-the default's fits diverged. The simulated spreads (0.3, 0.15, 0.3) lie inside its central 90%
-(0.07 to 0.95)."""
+the default's fits diverged. The simulated spreads (multilingual 0.3, 0.15, 0.3; pools 0.3 on
+the utilities' logit scale and 0.4 on the half-lives' log scale) lie inside its central 90%
+(0.07 to 0.95). It is also the default of :func:`bayescale.pools.fit_pools`."""
 
 
 def multilingual_case(seed: int):
@@ -90,7 +93,7 @@ def multilingual_case(seed: int):
         "y": "loss",
         "pool": pool,
         "priors": priors,
-        **MULTILINGUAL_SAMPLER,
+        **SAMPLER,
     }
     truth = {f"l{j}": alpha[j] for j in range(n)}
     return pd.DataFrame(rows), fit_args, "alpha", "language", truth
@@ -116,8 +119,11 @@ def pools_case(seed: int):
                     "err": error * math.exp(0.01 * rng.standard_normal()),
                 }
             )
-    pool = [bs.Pooling("b", "pool"), bs.Pooling("tau", "pool")]
-    priors = {"b": "TruncatedNormal(-0.12, 0.1, low=-1, high=0)", "b_sd": "HalfNormal(0.5)"}
+    pool = [bs.Pooling(name, "pool", centered="auto") for name in ("b", "tau")]
+    priors = {
+        "b": "TruncatedNormal(-0.12, 0.1, low=-1, high=0)",
+        **{f"{name}_sd": SPREAD_PRIOR for name in ("b", "tau")},
+    }
     fit_args = {"law": "pool_repetition", "y": "err", "pool": pool, "priors": priors, **SAMPLER}
     truth = {pool: utility[i] for i, pool in enumerate(sizes)}
     return pd.DataFrame(rows), fit_args, "b", "pool", truth
