@@ -289,7 +289,7 @@ def fit_runs_batch(
     """Fit ``spec`` to each curve's validated runs (the engine behind :func:`fit_batch`)."""
     if not runs:
         raise DataError("the batch has no curves")
-    spec.refuse_auto_centring("in batched fits (fit the curves with bayescale.fit)")
+    spec.refuse_data_centring("in batched fits (fit the curves with bayescale.fit)")
     if lockstep is not None and (isinstance(lockstep, bool) or int(lockstep) < 1):
         raise SettingsError(f"lockstep must be a positive number of curves, got {lockstep!r}")
     compile_times: list[float] = []

@@ -57,15 +57,18 @@ def _multi_pairs(values: tuple[str, ...], option: str) -> dict[str, tuple[str, .
 
 
 def _centrings(values: tuple[str, ...]) -> dict[str, bool | str]:
-    """Parse repeated ``--centered PARAM`` (centred) or ``--centered PARAM=auto``."""
+    """Parse repeated ``--centered PARAM`` (centred) or ``--centered PARAM=auto`` (or
+    ``=conditional``)."""
     out: dict[str, bool | str] = {}
     for item in values:
         name, sep, form = (part.strip() for part in item.partition("="))
-        if not name or (sep and form != "auto"):
-            raise click.UsageError(f"--centered expects PARAM or PARAM=auto, got {item!r}")
+        if not name or (sep and form not in ("auto", "conditional")):
+            raise click.UsageError(
+                f"--centered expects PARAM, PARAM=auto or PARAM=conditional, got {item!r}"
+            )
         if name in out:
             raise click.UsageError(f"--centered gives {name!r} twice")
-        out[name] = "auto" if sep else True
+        out[name] = form if sep else True
     return out
 
 
@@ -192,9 +195,11 @@ def laws_command(as_json: bool, markdown: bool) -> None:
     "--centered",
     "centred",
     multiple=True,
-    metavar="PARAM[=auto]",
+    metavar="PARAM[=auto|=conditional]",
     help="Use the centred form for a pooled parameter (groups with many runs each); "
-    "PARAM=auto centres each group as far as its runs pin its value.",
+    "PARAM=auto centres each group as far as its runs pin its value; PARAM=conditional "
+    "centres each group on its conditional posterior (a coefficient of a law proportional to "
+    "it, log-normal observations).",
 )
 @click.option(
     "--prior",

@@ -250,6 +250,7 @@ class ModelSpec:
         for name in (r.parameter for r in regressions):
             if resolved[name].is_fixed and name not in pooled:
                 raise PriorError(f"parameter {name!r} is Fixed and cannot vary")
+        _check_conditional_centring(law, observation, poolings)
         if observation.correlated:
             if len(law.input_names) != 1:
                 raise PriorError(
@@ -283,14 +284,15 @@ class ModelSpec:
                 return pooling
         return None
 
-    def refuse_auto_centring(self, where: str) -> None:
-        """Raise :class:`~bayescale.errors.SettingsError` naming each ``centered="auto"``
-        pooling, for the engines that cannot choose centrings (``where`` says which)."""
-        auto = [str(p) for p in self.pooling if p.auto_centred]
-        if auto:
+    def refuse_data_centring(self, where: str) -> None:
+        """Raise :class:`~bayescale.errors.SettingsError` naming each pooling with
+        ``centered="auto"`` or ``"conditional"``, for the engines that cannot centre on the
+        data (``where`` says which)."""
+        refused = [str(p) for p in self.pooling if isinstance(p.centered, str)]
+        if refused:
             raise SettingsError(
-                f"centered='auto' ({', '.join(auto)}) is not available {where}; use "
-                "centered=True or False"
+                f"centered='auto' and 'conditional' ({', '.join(refused)}) are not available "
+                f"{where}; use centered=True or False"
             )
 
     def regression_of(self, name: str) -> Regression | None:
@@ -638,8 +640,75 @@ def _group_center(pooling: Pooling, center, design: Design, spec: ModelSpec, val
     return center
 
 
-def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], dict[str, Any]]:
+def _check_conditional_centring(law: Law, observation, poolings) -> None:
+    """Refuse ``centered="conditional"`` where the group values' conditional posterior is not
+    normal: see :class:`~bayescale.priors.Pooling`."""
+    conditional = [p for p in poolings if p.conditionally_centred]
+    if not conditional:
+        return
+    if len(conditional) > 1:
+        raise PriorError(
+            f"centered='conditional' is given for {len(conditional)} poolings "
+            f"({', '.join(str(p) for p in conditional)}); it is available for one"
+        )
+    pooling = conditional[0]
+    name = pooling.parameter
+    needs = (
+        f"centered='conditional' ({pooling}) needs a positive coefficient of a law proportional "
+        "to it under the lognormal or lognormal_mean observation model"
+    )
+    parameter = next((p for p in law.parameters if p.name == name), None)
+    if observation.name not in ("lognormal", "lognormal_mean"):
+        raise PriorError(f"{needs}; the observation model is {observation.name}")
+    if parameter is None or parameter.support.kind != "positive":
+        raise PriorError(f"{needs}; {name!r} is not a positive parameter of law {law.name!r}")
+    if parameter.reference is not None and parameter.reference.kind != "coefficient":
+        raise PriorError(f"{needs}; {name!r} is a scale, not a coefficient")
+    if not _proportional_to(law, name):
+        raise PriorError(f"{needs}; law {law.name!r} is not proportional to {name!r}")
+
+
+def _proportional_to(law: Law, name: str) -> bool:
+    """Whether ``law``'s mean doubles wherever parameter ``name`` doubles, checked at four
+    values of each input spread over its support and at three seeded draws of the law's prior."""
+    from bayescale.formula import NUMPY_OPS
+
+    inputs = {}
+    for item in law.inputs:
+        low, high = item.support.low, item.support.high
+        if np.isfinite(low) and np.isfinite(high):
+            inputs[item.name] = low + (high - low) * np.array([0.1, 0.35, 0.6, 0.9])
+        else:
+            start = max(low, 0.0) if np.isfinite(low) else -50.0
+            inputs[item.name] = start + np.array([0.3, 4.0, 70.0, 3e3])
+    for key in jax.random.split(jax.random.PRNGKey(0), 3):
+        keys = jax.random.split(key, len(law.parameters))
+        theta = {
+            p.name: p.prior.fixed_value
+            if p.prior.is_fixed
+            else float(p.prior.to_numpyro().sample(k))
+            for p, k in zip(law.parameters, keys, strict=True)
+        }
+        with np.errstate(all="ignore"):
+            log_mean = np.asarray(law.log_mean(inputs, theta, ops=NUMPY_OPS))
+            doubled = np.asarray(
+                law.log_mean(inputs, {**theta, name: 2 * theta[name]}, ops=NUMPY_OPS)
+            )
+        tolerance = 1e-9 * (1 + np.abs(log_mean).max())
+        if not np.allclose(doubled - log_mean, np.log(2.0), rtol=0, atol=tolerance):
+            return False
+    return True
+
+
+def sample_parameters(
+    spec: ModelSpec, design: Design, held: dict | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Sample every parameter inside a numpyro model.
+
+    With ``held`` (a dict to fill), the group values of a ``centered="conditional"`` pooling
+    are not sampled: their log (at the reference point) is held at 0, and ``held[name]`` gets
+    the groups' pooled means and spread on that scale, for :func:`numpyro_model` to centre them
+    on their conditional posterior.
 
     Returns
     -------
@@ -683,6 +752,10 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
             pop = _hyperparameter(pooling.population_name, prior)
             population[name] = pop
             center = _group_center(pooling, param.support.link(pop, ops), design, spec, values)
+            if held is not None and pooling.conditionally_centred:
+                held[name] = ConditionalGroups(center, sd, jnp.zeros(n_groups))
+                values[name], logs[name] = jnp.ones(n_groups), jnp.zeros(n_groups)
+                continue
             link_value = _group_values(name, center, sd, n_groups)
             values[name] = numpyro.deterministic(name, param.support.inverse_link(link_value, ops))
             if param.support.kind == "positive":
@@ -713,13 +786,62 @@ def sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict[str, Any], 
             continue
         if not prior.is_fixed:
             numpyro.deterministic(pooling.population_name, jnp.exp(log_pop))
-        u_group = _group_values(name, _group_center(pooling, u, design, spec, values), sd, n_groups)
+        center = _group_center(pooling, u, design, spec, values)
+        conditional = held is not None and pooling.conditionally_centred
+        u_group = jnp.zeros(n_groups) if conditional else _group_values(name, center, sd, n_groups)
         # the group's own exponents where pooled (through each label's parent when nested)
         on_groups = _on_groups(values, spec, design, pooling.group)
         log_group, _ = _reference_log_value(ref, u_group, on_groups, design.log_reference, ops)
-        values[name] = numpyro.deterministic(name, jnp.exp(log_group))
+        if conditional:  # log_group is the reference scale's log, u = 0 (a coefficient)
+            held[name] = ConditionalGroups(center, sd, log_group)
+            values[name] = jnp.exp(log_group)
+        else:
+            values[name] = numpyro.deterministic(name, jnp.exp(log_group))
         logs[name] = log_group
     return values, logs
+
+
+@dataclass(frozen=True)
+class ConditionalGroups:
+    """A ``centered="conditional"`` pooling inside :func:`numpyro_model`: the groups' log
+    values are ``offset + u`` with ``u ~ Normal(center, sd)`` (``u`` the log value at the
+    reference point when the parameter has one)."""
+
+    center: Any
+    sd: Any
+    offset: Any
+
+    def sample(self, log_mean_without, index, log_y, sigma, shift, name: str):
+        """Sample the group values centred on their conditional posterior (see
+        :class:`~bayescale.priors.Pooling`) and return the runs' log means.
+
+        ``log_mean_without`` is each run's log mean with ``u = 0``, ``index`` each run's group,
+        ``sigma`` the runs' log-scale noise and ``shift`` what the observation model adds to
+        the log mean (``-sigma^2 / 2`` for ``lognormal_mean``). Adds the prior of ``u`` and the
+        log Jacobian of ``z -> u`` to the density.
+        """
+        groups = self.offset.shape[-1]
+        center = jnp.broadcast_to(self.center, (groups,))
+        precision_runs = 1.0 / sigma**2
+        weight = jax.ops.segment_sum(precision_runs, index, groups)
+        pull = jax.ops.segment_sum(
+            precision_runs * (log_y - log_mean_without - shift), index, groups
+        )
+        # mean = (center / sd^2 + pull) / (1 / sd^2 + weight), written to stay finite as sd -> 0
+        shrink = 1.0 + weight * self.sd**2
+        mean = center + (pull - weight * center) * self.sd**2 / shrink
+        scale = self.sd / jnp.sqrt(shrink)
+        z = numpyro.sample(
+            name + INTERNAL_MARK + "conditional",
+            dist.ImproperUniform(dist.constraints.real, (), (groups,)),
+        )
+        u = mean + scale * z
+        numpyro.factor(
+            name + INTERNAL_MARK + "groups",
+            jnp.sum(dist.Normal(center, self.sd).log_prob(u)) + jnp.sum(jnp.log(scale)),
+        )
+        numpyro.deterministic(name, jnp.exp(self.offset + u))
+        return log_mean_without + u[index]
 
 
 def _floor_block(spec: ModelSpec, terms, values: dict, logs: dict) -> dict[str, Any]:
@@ -866,17 +988,36 @@ def numpyro_model(
         not isinstance(design.censoring, np.ndarray) or bool(np.any(design.censoring))
     )
 
+    conditional = [p for p in spec.pooling if p.conditionally_centred]
+    if conditional and censored:
+        raise SettingsError(
+            f"centered='conditional' ({conditional[0]}) needs every run observed; some runs "
+            "are censored (use centered=True or False)"
+        )
+
     def model(y=None):
         # Arrays are made at trace time, so they take the precision of the caller's context
         # (float64 inside ``jax.enable_x64``), never the precision at model construction.
         x = {k: jnp.asarray(v) for k, v in design.x.items()}
         group_index = {k: jnp.asarray(v) for k, v in design.group_index.items()}
         covariates = {k: jnp.asarray(v) for k, v in design.covariates.items()}
-        values, logs = sample_parameters(spec, design)
+        held: dict[str, ConditionalGroups] = {}
+        values, logs = sample_parameters(spec, design, held)
         values, logs = at_runs(spec, values, logs, group_index, covariates)
         law_theta, observation_theta = split_parameters(spec, values)
         law_logs = {k: v for k, v in logs.items() if k in law_names}
         log_mean = spec.law.log_mean(x, law_theta, log_theta=law_logs)
+        for pooling in conditional:  # the observed outcomes centre the group values
+            sigma = jnp.broadcast_to(observation_theta["sigma"], jnp.shape(log_mean))
+            shift = -0.5 * sigma**2 if spec.observation.name == "lognormal_mean" else 0.0
+            log_mean = held[pooling.parameter].sample(
+                log_mean,
+                group_index[pooling.group],
+                jnp.log(jnp.asarray(design.y)),
+                sigma,
+                shift,
+                pooling.parameter,
+            )
         trials = None if design.trials is None else jnp.asarray(design.trials)
         censoring = jnp.asarray(design.censoring) if censored else None
         if spec.observation.correlated:  # the runs of a curve are observed jointly
@@ -905,6 +1046,6 @@ def numpyro_model(
             centered=np.asarray(centrings[p.parameter]) if p.parameter in centrings else 0
         )
         for p in spec.pooling
-        if all_noncentred or not p.fully_centred
+        if (all_noncentred or not p.fully_centred) and not p.conditionally_centred
     }
     return numpyro.handlers.reparam(model, config=reparameterised) if reparameterised else model

@@ -412,7 +412,10 @@ class Pooling:
     from ``Normal(g(theta_pop), theta_sd)`` instead: the same model, a geometry that mixes better
     when every group has enough runs to pin its own value. With ``centered="auto"`` each group
     gets its own degree of centring, chosen from how much its runs say about its value (see
-    Notes): for data where some groups have many runs and others one or two.
+    Notes): for data where some groups have many runs and others one or two. With
+    ``centered="conditional"`` (a coefficient of a law proportional to it, log-normal
+    observations) each group value is sampled as a standard-normal deviation from its exact
+    conditional posterior given everything else (see Notes).
 
     Parameters
     ----------
@@ -422,10 +425,11 @@ class Pooling:
         The group column whose labels index the parameter.
     sd_prior : Prior, optional
         Prior of the between-group spread ``<parameter>_sd``.
-    centered : bool or "auto"
+    centered : bool, "auto" or "conditional"
         ``False`` (default): non-centred. ``True``: sample group values directly (centred).
-        ``"auto"``: partially centred, group by group, from the curvature at the posterior mode
-        (numpyro backend; the PyMC backend and :func:`bayescale.fit_batch` refuse it).
+        ``"auto"``: partially centred, group by group, from the curvature at the posterior mode.
+        ``"conditional"``: centred on each group's conditional posterior. The last two are for
+        the numpyro backend (the PyMC backend and :func:`bayescale.fit_batch` refuse them).
     covariates : tuple of str
         Group-level covariate columns (numeric, constant within each group) that shift the
         group's mean on the link scale: ``g(theta[j]) = g(theta_pop) + sum_c theta_c x[j, c]
@@ -457,6 +461,22 @@ class Pooling:
     centred, groups whose runs say little nearly non-centred. (Gorinova, Moore & Hoffman 2020,
     ICML, learn the same centrings by variational inference instead.) The posterior is the same
     for every choice of ``centered``.
+
+    ``centered="conditional"`` is for a positive parameter ``theta`` of a law proportional to it
+    (its mean doubles when ``theta`` doubles, as a pure power law's coefficient) under the
+    ``lognormal`` or ``lognormal_mean`` observation model: there each run's log outcome is
+    ``u[g] + o`` plus normal noise, with ``u[g]`` the log of its group's value (at the
+    reference point when the parameter has one) and ``o`` what the rest of the model gives, so
+    given everything else each group's ``u[j]`` is normal, with precision ``P[j] = 1 / s^2 +
+    sum_i 1 / sigma_i^2`` and mean ``(m[j] / s^2 + sum_i r_i / sigma_i^2) / P[j]`` over the
+    group's runs (``r_i`` the run's log outcome minus ``o_i``). The sampler moves ``z[j]`` with
+    ``u[j] = mean + z[j] / sqrt(P[j])``; the density in ``z`` is the joint density times the
+    Jacobian ``prod_j 1 / sqrt(P[j])``, so the posterior is the model's own, and ``z`` is a
+    posteriori standard normal and independent of every other parameter: the group values add no
+    curvature, whatever their runs say about them and whatever the spread. It goes one step
+    beyond the partially centred form above: that one makes a normal group value's sampled
+    coordinate independent of the population mean, this one, centred on the runs as well as on
+    the population, makes it independent of every other parameter.
     """
 
     parameter: str
@@ -467,20 +487,27 @@ class Pooling:
 
     DEFAULT_SD_PRIOR = "HalfNormal(0.5)"
     AUTO = "auto"
+    CONDITIONAL = "conditional"
 
     def __post_init__(self):
-        if self.centered not in (True, False, self.AUTO):
+        if self.centered not in (True, False, self.AUTO, self.CONDITIONAL):
             raise PriorError(
-                f"pooling of {self.parameter!r}: centered must be True, False or 'auto', "
-                f"not {self.centered!r}"
+                f"pooling of {self.parameter!r}: centered must be True, False, 'auto' or "
+                f"'conditional', not {self.centered!r}"
             )
-        if not self.auto_centred:
+        if not isinstance(self.centered, str):
             object.__setattr__(self, "centered", bool(self.centered))
 
     @property
     def auto_centred(self) -> bool:
         """Whether each group's centring is chosen from the data (``centered="auto"``)."""
-        return isinstance(self.centered, str)
+        return self.centered == self.AUTO
+
+    @property
+    def conditionally_centred(self) -> bool:
+        """Whether group values are centred on their conditional posterior
+        (``centered="conditional"``)."""
+        return self.centered == self.CONDITIONAL
 
     @property
     def fully_centred(self) -> bool:
@@ -502,7 +529,12 @@ class Pooling:
 
     def __str__(self) -> str:
         covariates = f" ~ {' + '.join(self.covariates)}" if self.covariates else ""
-        form = {True: " (centred)", False: "", self.AUTO: " (centring from the data)"}
+        form = {
+            True: " (centred)",
+            False: "",
+            self.AUTO: " (centring from the data)",
+            self.CONDITIONAL: " (centred on the conditional posterior)",
+        }
         return f"{self.parameter}|{self.group}{covariates}{form[self.centered]}"
 
     def to_dict(self) -> dict[str, object]:

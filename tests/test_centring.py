@@ -143,7 +143,9 @@ def test_pooling_forms_are_validated_and_round_trip():
     assert str(auto) == "alpha|language (centring from the data)"
     assert bs.Pooling.from_dict(auto.to_dict()) == auto
     assert bs.Pooling("alpha", "language", centered=np.True_).centered is True
-    with pytest.raises(PriorError, match="centered must be True, False or 'auto', not 'yes'"):
+    with pytest.raises(
+        PriorError, match="centered must be True, False, 'auto' or 'conditional', not 'yes'"
+    ):
         bs.Pooling("alpha", "language", centered="yes")
 
 

@@ -174,7 +174,7 @@ def test_bad_csv_gives_one_line_and_no_file(tmp_path, csv, fragments):
         (["--law", "chinchilla", "--centered", "alpha"], ["--centered alpha needs --group"]),
         (
             ["--law", "chinchilla", "--group", "alpha=family", "--centered", "alpha=yes"],
-            ["--centered expects PARAM or PARAM=auto", "'alpha=yes'"],
+            ["--centered expects PARAM, PARAM=auto or PARAM=conditional", "'alpha=yes'"],
         ),
         (["--law", "chinchilla", "--bogus"], ["No such option '--bogus'"]),
     ],

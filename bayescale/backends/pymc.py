@@ -358,7 +358,7 @@ def pymc_model(
         (numpyro backend only, for now).
     """
     pm = _import_pymc()
-    spec.refuse_auto_centring("with backend='pymc' (numpyro backend only)")
+    spec.refuse_data_centring("with backend='pymc' (numpyro backend only)")
     if spec.observation.correlated:
         raise SettingsError(
             f"the {spec.observation.name} observation model is available with the numpyro "

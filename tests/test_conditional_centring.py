@@ -1,0 +1,203 @@
+"""Pooling with ``centered="conditional"``: group values centred on their conditional posterior.
+
+The exact case, as in tests/test_centring.py: one pooled level per group observed with
+log-normal noise, everything but the group levels fixed. Given the rest, each group's log level
+is normal with precision ``1 / tau^2 + n[j] / sigma^2`` and the precision-weighted mean of the
+population value and its runs, so in the coordinates the sampler moves the log density must be
+exactly ``-z^2 / 2`` (plus a constant), and ``z = 0`` must be that mean.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from numpyro.handlers import substitute, trace
+from numpyro.infer.util import log_density
+from posterior_agreement import assert_same_posterior
+from simulation import LONGER
+
+import bayescale as bs
+from bayescale.data import load_runs
+from bayescale.errors import PriorError, SettingsError
+from bayescale.model import Design, ModelSpec, numpyro_model
+
+LEVEL = bs.Law.from_formula(
+    "level",
+    "m * (x / x)",
+    inputs=["x"],
+    parameters={"m": "LogNormal(0, 1)"},
+    title="A constant level (test law)",
+)
+RUNS_PER_GROUP = {"one": 1, "few": 4, "many": 100}
+POPULATION, SPREAD, NOISE = 2.0, 0.2, 0.5
+SITE = "m__conditional"
+
+POWER_LAW = bs.Law.from_formula(
+    "pure_power_law",
+    "A / x^alpha",
+    inputs=["x"],
+    parameters={
+        "A": {
+            "prior": "LogNormal(log(10), 3)",
+            "reference": {"input": "x", "exponent": "alpha", "kind": "coefficient"},
+        },
+        "alpha": "LogNormal(log(0.3), 0.5)",
+    },
+    title="A power law without a floor (test law)",
+)
+
+
+def level_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for group, count in RUNS_PER_GROUP.items():
+        level = POPULATION * np.exp(SPREAD * rng.standard_normal())
+        for run in range(count):
+            rows.append(
+                {"x": run + 1.0, "g": group, "y": level * np.exp(NOISE * rng.standard_normal())}
+            )
+    return pd.DataFrame(rows)
+
+
+def level_model(observation: str = "lognormal"):
+    frame = level_frame()
+    spec = ModelSpec.create(
+        LEVEL,
+        observation=observation,
+        priors={
+            "m": f"Fixed({POPULATION})",
+            "m_sd": f"Fixed({SPREAD})",
+            "sigma": f"Fixed({NOISE})",
+        },
+        pool=[bs.Pooling("m", "g", centered="conditional")],
+    )
+    design = Design.from_runs(load_runs(frame, law=LEVEL, y="y", groups=["g"]), spec)
+    return frame, design, numpyro_model(spec, design)
+
+
+@pytest.mark.parametrize("observation", ["lognormal", "lognormal_mean"])
+def test_conditional_coordinates_are_exactly_standard_normal(observation):
+    frame, design, model = level_model(observation)
+    labels = list(design.group_labels["g"])
+    shift = -0.5 * NOISE**2 if observation == "lognormal_mean" else 0.0
+    with jax.enable_x64(True):
+        y = jnp.asarray(design.y)
+        rng = np.random.default_rng(1)
+        points = [np.zeros(3), rng.normal(size=3), 3 * rng.normal(size=3)]
+        densities = [float(log_density(model, (), {"y": y}, {SITE: z})[0]) for z in points]
+        for z, density in zip(points[1:], densities[1:], strict=True):
+            assert density - densities[0] == pytest.approx(-0.5 * np.sum(z**2), abs=1e-9)
+        at_zero = trace(substitute(model, {SITE: np.zeros(3)})).get_trace(y=y)
+        levels = np.asarray(at_zero["m"]["value"])
+    for label, level in zip(labels, levels, strict=True):
+        logs = np.log(frame.loc[frame["g"] == label, "y"].to_numpy()) - shift
+        precision = 1 / SPREAD**2 + logs.size / NOISE**2
+        expected = (np.log(POPULATION) / SPREAD**2 + logs.sum() / NOISE**2) / precision
+        assert np.log(level) == pytest.approx(expected, abs=1e-12), label
+
+
+def test_conditional_centring_samples_the_same_posterior_as_the_centred_form():
+    """Seven families (six with five runs, one with one), coefficient and exponent pooled with
+    free population values and spreads; the conditional and the centred forms of the
+    coefficient agree within Monte Carlo error, and the conditional form leaves no internal
+    site in the posterior. Measured with this data and seed (4 x 1000 draws): the centred
+    coefficient had 3 divergences at target acceptance 0.95 (27.5 leapfrog steps per draw) and
+    none at 0.99 (49.2 steps, minimum bulk ESS 1421); the conditional form none at 0.95 (14.5
+    steps, ESS 3723)."""
+    rng = np.random.default_rng(21)
+    families = ["a", "b", "c", "d", "e", "f", "solo"]
+    counts = [5, 5, 5, 5, 5, 5, 1]
+    log_a = np.log(40.0) + 0.3 * rng.standard_normal(len(families))
+    alpha = 0.3 * np.exp(0.2 * rng.standard_normal(len(families)))
+    rows = []
+    for family, count, la, al in zip(families, counts, log_a, alpha, strict=True):
+        for x in np.geomspace(1e2, 1e5, 5)[:count]:
+            rows.append(
+                {"x": x, "family": family, "loss": np.exp(la - al * np.log(x))
+                 * np.exp(0.02 * rng.standard_normal())}
+            )  # fmt: skip
+    frame = pd.DataFrame(rows)
+    fits = {
+        form: bs.fit(
+            frame,
+            POWER_LAW,
+            y="loss",
+            seed=4,
+            target_accept=target,
+            pool=[
+                bs.Pooling("A", "family", centered=form),
+                bs.Pooling("alpha", "family", centered=True),
+            ],
+            **LONGER,
+        )
+        for form, target in ((True, 0.99), ("conditional", 0.95))
+    }
+    assert_same_posterior(fits[True], fits["conditional"])
+    posterior = fits["conditional"].datatree["posterior"]
+    assert not [name for name in posterior.data_vars if "__" in name]
+    assert posterior["A"].dims[-1] == "family"
+    assert fits["conditional"].spec.pooling[0].centered == "conditional"  # saved and read back
+
+
+@pytest.mark.parametrize(
+    ("law", "pool", "options", "message"),
+    [
+        (
+            "power_law_floor",
+            [bs.Pooling("L_inf", "g", centered="conditional")],
+            {},
+            "law 'power_law_floor' is not proportional to 'L_inf'",
+        ),
+        (
+            "power_law_floor",
+            [bs.Pooling("x0", "g", centered="conditional")],
+            {},
+            "'x0' is a scale, not a coefficient",
+        ),
+        (
+            POWER_LAW,
+            [bs.Pooling("A", "g", centered="conditional")],
+            {"observation": "student_t"},
+            "the observation model is student_t",
+        ),
+        (
+            POWER_LAW,
+            [
+                bs.Pooling("A", "g", centered="conditional"),
+                bs.Pooling("alpha", "h", centered="conditional"),
+            ],
+            {},
+            "it is available for one",
+        ),
+    ],
+)
+def test_conditional_centring_is_refused_where_the_conditional_is_not_normal(
+    law, pool, options, message
+):
+    with pytest.raises(PriorError, match=message):
+        ModelSpec.create(law, pool=pool, **options)
+
+
+def test_conditional_centring_is_refused_with_censored_runs_and_by_other_engines():
+    frame = level_frame().assign(censored=0)
+    frame.loc[0, "censored"] = 1
+    pool = [bs.Pooling("m", "g", centered="conditional")]
+    with pytest.raises(SettingsError, match="needs every run observed"):
+        bs.fit(frame, LEVEL, y="y", pool=pool, censored="censored")
+    with pytest.raises(SettingsError, match="numpyro backend only"):
+        bs.fit(frame, LEVEL, y="y", pool=pool, backend="pymc")
+    with pytest.raises(SettingsError, match="not available in batched fits"):
+        bs.fit_batch(frame.assign(curve="c1"), LEVEL, by="curve", y="y", pool=pool)
+
+
+def test_command_line_reads_the_conditional_form():
+    from bayescale.cli import _centrings
+
+    assert _centrings(("A=conditional", "alpha", "beta=auto")) == {
+        "A": "conditional",
+        "alpha": True,
+        "beta": "auto",
+    }
