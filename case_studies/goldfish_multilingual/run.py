@@ -151,8 +151,10 @@ def goldfish_spec(kind: str, per_language_noise: bool = False, model_size: bool 
     pool, priors = [], {}
     for name, (centre, spread) in UNPOOLED.items():
         shifted = covariates if name in ("alpha", "phi") else ()
-        # L20 is pinned by each language's own runs: the centred form suits it
-        pool.append(bs.Pooling(name, "language", centered=name == "L20", covariates=shifted))
+        # Both laws are proportional to L20: each language's L20 is sampled centred on its exact
+        # conditional posterior (bayescale.Pooling, centered="conditional")
+        centring = "conditional" if name == "L20" else False
+        pool.append(bs.Pooling(name, "language", centered=centring, covariates=shifted))
         if kind == "unpooled":
             priors[name] = f"Fixed({centre})"
             priors[f"{name}_sd"] = f"Fixed({spread})"
