@@ -200,7 +200,10 @@ def compute_diagnostics(datatree: xr.DataTree, max_tree_depth: int) -> Diagnosti
             "for pooled parameters whose groups each have several runs, the centred form often "
             "mixes better: Pooling(param, group, centered=True), or --centered PARAM; where "
             "groups differ, centered='auto' (--centered PARAM=auto) centres each group as far "
-            "as its runs pin it"
+            "as its runs pin it; a coefficient of a law proportional to it (no floor) can be "
+            "centred on each group's conditional posterior, centered='conditional'; with a "
+            "handful of groups, a spread prior with no mass at zero (--prior "
+            "PARAM_sd='Gamma(2, 5)') keeps the sampler out of the funnel's neck"
         )
     if hits:
         notes.append(

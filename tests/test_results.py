@@ -157,6 +157,14 @@ def test_diagnostics_fail_loudly_on_a_broken_run(chinchilla_sim_fit):
     assert any("3 divergent" in p for p in diagnostics.problems)
     assert "THE FIT DID NOT CONVERGE" in diagnostics.message()
     assert diagnostics.advice
+    assert not any("centered=" in a for a in diagnostics.advice)  # nothing is pooled
+
+    # with a pooled parameter (its spread in the posterior) the pooling forms are suggested
+    posterior["alpha_sd"] = (posterior["alpha"].dims, np.abs(posterior["alpha"].values))
+    tree["posterior"] = xr.DataTree(posterior)
+    pooled_advice = " ".join(compute_diagnostics(tree, max_tree_depth=10).advice)
+    for form in ("centered=True", "centered='auto'", "centered='conditional'", "Gamma(2, 5)"):
+        assert form in pooled_advice
 
 
 def test_non_converged_fit_warns_with_advice():
