@@ -36,9 +36,8 @@ RUNS_PER_GROUP = {"one": 1, "few": 4, "many": 100}
 POPULATION, SPREAD, NOISE = 2.0, 0.2, 0.5
 
 
-def level_problem():
-    """Runs of three groups around their levels, and the model with everything but the group
-    levels fixed."""
+def level_frame() -> pd.DataFrame:
+    """Runs of three groups (1, 4 and 100 runs) around their levels (seeded)."""
     rng = np.random.default_rng(0)
     rows = []
     for group, count in RUNS_PER_GROUP.items():
@@ -47,7 +46,13 @@ def level_problem():
             rows.append(
                 {"x": run + 1.0, "g": group, "y": level * np.exp(NOISE * rng.standard_normal())}
             )
-    frame = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def level_problem():
+    """The runs of :func:`level_frame`, and the model with everything but the group levels
+    fixed."""
+    frame = level_frame()
     spec = ModelSpec.create(
         LEVEL,
         priors={

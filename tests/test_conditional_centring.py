@@ -18,21 +18,13 @@ from numpyro.handlers import substitute, trace
 from numpyro.infer.util import log_density
 from posterior_agreement import assert_same_posterior
 from simulation import LONGER
+from test_centring import LEVEL, NOISE, POPULATION, SPREAD, level_frame
 
 import bayescale as bs
 from bayescale.data import load_runs
 from bayescale.errors import PriorError, SettingsError
 from bayescale.model import Design, ModelSpec, numpyro_model
 
-LEVEL = bs.Law.from_formula(
-    "level",
-    "m * (x / x)",
-    inputs=["x"],
-    parameters={"m": "LogNormal(0, 1)"},
-    title="A constant level (test law)",
-)
-RUNS_PER_GROUP = {"one": 1, "few": 4, "many": 100}
-POPULATION, SPREAD, NOISE = 2.0, 0.2, 0.5
 SITE = "m__conditional"
 
 POWER_LAW = bs.Law.from_formula(
@@ -48,18 +40,6 @@ POWER_LAW = bs.Law.from_formula(
     },
     title="A power law without a floor (test law)",
 )
-
-
-def level_frame() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    rows = []
-    for group, count in RUNS_PER_GROUP.items():
-        level = POPULATION * np.exp(SPREAD * rng.standard_normal())
-        for run in range(count):
-            rows.append(
-                {"x": run + 1.0, "g": group, "y": level * np.exp(NOISE * rng.standard_normal())}
-            )
-    return pd.DataFrame(rows)
 
 
 def level_model(observation: str = "lognormal"):
