@@ -325,29 +325,41 @@ def fit_runs_batch(
     return result
 
 
-def enable_compilation_cache(path: str | Path | None = None, min_compile_seconds: float = 1.0):
+def enable_compilation_cache(path: str | Path | None = None, min_compile_seconds: float = 0.0):
     """Opt in to JAX's persistent compilation cache, so that a new Python process reuses
     programs compiled by an earlier one (same model, same shapes, same JAX version).
 
     This sets JAX's process-wide ``jax_compilation_cache_dir`` option: call it once at the start
-    of a script. Batched fits profit most, because their data are arguments of the program; a
-    single :func:`bayescale.fit` compiles its data into the program and profits only when the
-    same data are fitted again.
+    of a script (the ``bayescale`` command: ``--compilation-cache DIR``). Batched fits profit
+    most, because their data are arguments of the program; a single :func:`bayescale.fit`
+    compiles its data into the program and profits fully only when the same data are fitted
+    again, and partly otherwise: the many one-operation programs JAX compiles while a fit is set
+    up do not depend on the data (docs/performance.md, "Time to first result", has the
+    measurements).
 
     Parameters
     ----------
     path : path, optional
         The cache folder (created if needed); default ``~/.cache/bayescale/jax``.
     min_compile_seconds : float
-        Only programs that took at least this long to compile are stored.
+        Only programs that took at least this long to compile are stored (default 0: all, so
+        that the one-operation programs are kept too).
 
     Returns
     -------
     pathlib.Path
         The cache folder.
+
+    Raises
+    ------
+    SettingsError
+        When the folder cannot be created (a file in the way, no permission).
     """
     folder = Path(path) if path is not None else Path.home() / ".cache" / "bayescale" / "jax"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"cannot use {str(folder)!r} as the compilation cache: {exc}") from exc
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
     return folder

@@ -133,8 +133,20 @@ def _format_summary(table, prob: float) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bayescale")
-def cli() -> None:
+@click.option(
+    "--compilation-cache",
+    "cache",
+    default=None,
+    metavar="DIR",
+    help="Keep the programs JAX compiles in DIR (created if needed), so that later commands "
+    "start faster; before the command, e.g. bayescale --compilation-cache ~/.cache/bs fit ...",
+)
+def cli(cache: str | None) -> None:
     """bayescale: Bayesian scaling laws with honest uncertainty."""
+    if cache is not None:
+        from bayescale.batch import enable_compilation_cache
+
+        enable_compilation_cache(cache)
 
 
 @cli.command("laws")

@@ -88,8 +88,11 @@ def test_fit_json(fitted):
 
 
 def test_fit_human_output_and_plot(runs_csv, tmp_path):
-    out, plot = tmp_path / "fit.nc", tmp_path / "fit.png"
+    """Also with --compilation-cache: the compiled programs land in the folder given."""
+    out, plot, cache = tmp_path / "fit.nc", tmp_path / "fit.png", tmp_path / "cache"
     result = run(
+        "--compilation-cache",
+        cache,
         "fit",
         runs_csv,
         "--law",
@@ -108,6 +111,7 @@ def test_fit_human_output_and_plot(runs_csv, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "max R-hat" in result.stdout and "fit saved to" in result.stdout
+    assert len(list(cache.iterdir())) > 10  # one file per program, the small ones included
     assert plot.stat().st_size > 10_000
 
 
@@ -191,6 +195,11 @@ def test_bad_options_give_one_line(runs_csv, tmp_path, arguments, fragments):
 
 def test_bad_paths_and_points(fitted, tmp_path):
     _, out = fitted
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert_user_error(
+        run("--compilation-cache", blocker / "cache", "laws"), "cannot use", "compilation cache"
+    )
     assert_user_error(
         run("forecast", tmp_path / "none.nc", "--at", "N=1,D=1"), "fit file not found"
     )
