@@ -288,7 +288,7 @@ class ModelSpec:
         """Raise :class:`~bayescale.errors.SettingsError` naming each pooling with
         ``centered="auto"`` or ``"conditional"``, for the engines that cannot centre on the
         data (``where`` says which)."""
-        refused = [str(p) for p in self.pooling if isinstance(p.centered, str)]
+        refused = [str(p) for p in self.pooling if p.auto_centred or p.conditionally_centred]
         if refused:
             raise SettingsError(
                 f"centered='auto' and 'conditional' ({', '.join(refused)}) are not available "
