@@ -172,6 +172,12 @@ def fit_joint(
     names = ("alpha", "L_inf", "beta")
     if isinstance(centered, bool) or centered == Pooling.AUTO:
         form = dict.fromkeys(names, centered)
+    elif isinstance(centered, str):
+        raise SettingsError(
+            f"centered={centered!r}: give True, False, 'auto' or a list of names among "
+            f"{', '.join(names)} (the multilingual law has a floor, so it is not proportional to "
+            "any of them, which centered='conditional' needs)"
+        )
     else:
         centred = {str(name) for name in centered}
         unknown = sorted(centred - set(names))

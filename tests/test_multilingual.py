@@ -22,6 +22,12 @@ from benchmarks.pooling_coverage import covered, multilingual_case
 
 
 # ---------------------------------------------------------------------------- cell labels
+def test_fit_joint_refuses_a_centring_it_cannot_use():
+    runs = pd.DataFrame({"N": [1e8, 1e9], "loss": [3.0, 2.5], "pair": "a", "weight": 1.0})
+    with pytest.raises(SettingsError, match="centered='conditional': give True, False, 'auto'"):
+        ml.fit_joint(runs, y="loss", centered="conditional")
+
+
 def test_pair_weight_labels_round_trip_and_refuse_bad_values():
     labels = ml.pair_weight_labels(["en-de", "de-en", "en-de"], ["1", 0.25, 1 / 3])
     assert labels == ["en-de@1", "de-en@0.25", "en-de@0.333333333333"]
