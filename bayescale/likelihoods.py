@@ -138,17 +138,22 @@ class ObservationModel:
                 return dist.Beta(mean * phi, (1 - mean) * phi)
             return dist.BetaBinomial(mean * phi, (1 - mean) * phi, total_count=trials)
         sigma = theta["sigma"]
-        if self.name in ("lognormal", "lognormal_walk"):
+        if self.name in ("lognormal", "lognormal_walk", "lognormal_mean"):
             # lognormal_walk: the white-noise part alone (forecasts add the walk's conditional
             # mean and variance; the joint density is LogNormalWalk)
-            return dist.LogNormal(log_mean, sigma)
-        if self.name == "lognormal_mean":
-            return dist.LogNormal(log_mean - 0.5 * sigma**2, sigma)
+            return dist.LogNormal(self.log_location(log_mean, theta), sigma)
         if self.name == "student_t":
             base = dist.StudentT(theta["nu"], log_mean, sigma)
         else:  # huber
             base = Huber(log_mean, sigma, self.options["delta"])
         return dist.TransformedDistribution(base, dist.transforms.ExpTransform())
+
+    def log_location(self, log_mean, theta: Mapping[str, Any]):
+        """The centre of ``log y`` for the log-normal models: ``log(mu)``, or ``log(mu) -
+        sigma^2 / 2`` for ``lognormal_mean`` (where ``mu`` is the mean of ``y``)."""
+        if self.name == "lognormal_mean":
+            return log_mean - 0.5 * theta["sigma"] ** 2
+        return log_mean
 
     def observed(self, y, trials=None):
         """The value the distribution observes: success counts for binomial models, else ``y``."""

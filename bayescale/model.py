@@ -811,22 +811,20 @@ class ConditionalGroups:
     sd: Any
     offset: Any
 
-    def sample(self, log_mean_without, index, log_y, sigma, shift, name: str):
+    def sample(self, log_mean_without, residual, index, sigma, name: str):
         """Sample the group values centred on their conditional posterior (see
         :class:`~bayescale.priors.Pooling`) and return the runs' log means.
 
-        ``log_mean_without`` is each run's log mean with ``u = 0``, ``index`` each run's group,
-        ``sigma`` the runs' log-scale noise and ``shift`` what the observation model adds to
-        the log mean (``-sigma^2 / 2`` for ``lognormal_mean``). Adds the prior of ``u`` and the
-        log Jacobian of ``z -> u`` to the density.
+        ``log_mean_without`` is each run's log mean with ``u = 0``, ``residual`` its log
+        outcome minus the observation model's centre of ``log y`` there, ``index`` each run's
+        group and ``sigma`` the runs' log-scale noise. Adds the prior of ``u`` and the log
+        Jacobian of ``z -> u`` to the density.
         """
         groups = self.offset.shape[-1]
         center = jnp.broadcast_to(self.center, (groups,))
         precision_runs = 1.0 / sigma**2
         weight = jax.ops.segment_sum(precision_runs, index, groups)
-        pull = jax.ops.segment_sum(
-            precision_runs * (log_y - log_mean_without - shift), index, groups
-        )
+        pull = jax.ops.segment_sum(precision_runs * residual, index, groups)
         # mean = (center / sd^2 + pull) / (1 / sd^2 + weight), written to stay finite as sd -> 0
         shrink = 1.0 + weight * self.sd**2
         mean = center + (pull - weight * center) * self.sd**2 / shrink
@@ -1008,14 +1006,12 @@ def numpyro_model(
         law_logs = {k: v for k, v in logs.items() if k in law_names}
         log_mean = spec.law.log_mean(x, law_theta, log_theta=law_logs)
         for pooling in conditional:  # the observed outcomes centre the group values
-            sigma = jnp.broadcast_to(observation_theta["sigma"], jnp.shape(log_mean))
-            shift = -0.5 * sigma**2 if spec.observation.name == "lognormal_mean" else 0.0
+            location = spec.observation.log_location(log_mean, observation_theta)
             log_mean = held[pooling.parameter].sample(
                 log_mean,
+                jnp.log(jnp.asarray(design.y)) - location,
                 group_index[pooling.group],
-                jnp.log(jnp.asarray(design.y)),
-                sigma,
-                shift,
+                jnp.broadcast_to(observation_theta["sigma"], jnp.shape(log_mean)),
                 pooling.parameter,
             )
         trials = None if design.trials is None else jnp.asarray(design.trials)
