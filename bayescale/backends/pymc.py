@@ -354,8 +354,8 @@ def pymc_model(
     ------
     SettingsError
         For a law defined by a Python function (its code is JAX; it cannot be traced by PyTensor),
-        the ``lognormal_walk`` observation model, or a pooling with ``centered="auto"``
-        (numpyro backend only, for now).
+        the ``lognormal_walk`` observation model, or a pooling with ``centered="auto"`` or
+        ``"conditional"`` (numpyro backend only, for now).
     """
     pm = _import_pymc()
     spec.refuse_data_centring("with backend='pymc' (numpyro backend only)")
