@@ -41,7 +41,7 @@ STANDARD_SIZES = ["5mb", "10mb", "100mb", "1000mb"]
 REFERENCE_MB = 20.0
 """Each language's curve is anchored at 20 MB, inside every language's data."""
 
-DATA_TERM = "L20 * (phi + (1 - phi) * (x / 20)^(-slope / (1 - phi)))"
+DATA_TERM = f"L20 * (phi + (1 - phi) * (x / {REFERENCE_MB:g})^(-slope / (1 - phi)))"
 """The loss as a function of the data ``x`` (MB) in :data:`LAW`'s coordinates."""
 
 LAW = bs.Law.from_formula(
