@@ -41,7 +41,21 @@ STANDARD_SIZES = ["5mb", "10mb", "100mb", "1000mb"]
 REFERENCE_MB = 20.0
 """Each language's curve is anchored at 20 MB, inside every language's data."""
 
-DATA_TERM = f"L20 * (phi + (1 - phi) * (x / {REFERENCE_MB:g})^(-slope / (1 - phi)))"
+REFERENCE_SLOPE = 0.08
+"""The slope at which ``phi`` is the floor share. Any value gives the same curves (a different
+value moves ``phi``); one near the languages' typical slope (the pooled fits put the population
+slope at 0.08 to 0.1) keeps ``phi`` and ``rho`` nearly uncorrelated a posteriori. At 0.15, the
+centre of the slope's prior, the pooled model-size fit did not converge (max R-hat 1.012 at
+4 x 2000 draws)."""
+
+FLOOR_SHARE = f"sigmoid(log(phi / (1 - phi)) + rho * log(slope / {REFERENCE_SLOPE:g}))"
+"""A language's floor share at 20 MB: ``phi`` moved on the logit scale by ``rho`` per unit of
+the language's log slope."""
+
+DATA_TERM = (
+    f"L20 * ({FLOOR_SHARE} + (1 - {FLOOR_SHARE}) "
+    f"* (x / {REFERENCE_MB:g})^(-slope / (1 - {FLOOR_SHARE})))"
+)
 """The loss as a function of the data ``x`` (MB) in :data:`LAW`'s coordinates."""
 
 LAW = bs.Law.from_formula(
@@ -50,26 +64,44 @@ LAW = bs.Law.from_formula(
     inputs={"x": "training data, MB of English-equivalent text"},
     parameters={
         "L20": {"prior": "LogNormal(log(120), 0.5)", "description": "log-perplexity at 20 MB"},
-        "phi": {"prior": "Beta(4, 4)", "support": "unit", "description": "floor share at 20 MB"},
+        "phi": {
+            "prior": "Beta(4, 4)",
+            "support": "unit",
+            "description": f"floor share at 20 MB of a language whose slope is {REFERENCE_SLOPE:g}",
+        },
         "slope": {
             "prior": "LogNormal(log(0.15), 0.6)",
-            "description": "local slope at 20 MB, -d log L / d log x = (1 - phi) alpha, with "
-            "alpha the data exponent",
+            "description": "local slope at 20 MB, -d log L / d log x = (1 - floor share) alpha, "
+            "with alpha the data exponent",
+        },
+        "rho": {
+            "prior": "Normal(0, 3)",
+            "support": "real",
+            "description": "change of the floor share's logit per unit of log slope (0: floor "
+            "share and slope independent; about -5: every language has the same exponent)",
         },
     },
     title="Power law with a floor, anchored at a reference data size",
     citation="Henighan et al. (2020), arXiv:2010.14701 (the power law plus constant)",
 )
 """The power law with a floor ``L_inf + (x0 / x)^alpha`` written through the value at 20 MB
-(``L20``), the share of it that is the floor (``phi``: ``L_inf = phi L20``) and the local slope
-of the log-log curve at 20 MB (``slope = (1 - phi) alpha``, so ``alpha = slope / (1 - phi)``).
+(``L20``), the share of it that is the floor (``F``: ``L_inf = F L20``) and the local slope of
+the log-log curve at 20 MB (``slope = (1 - F) alpha``, so ``alpha = slope / (1 - F)``), with
+``logit F = logit phi + rho log(slope / 0.08)`` (:data:`FLOOR_SHARE`, :data:`REFERENCE_SLOPE`).
+
 Identical curves, in the coordinates that two or three runs of a language measure: a run near
 20 MB pins ``L20``, a second run pins ``slope``, and only the curvature (how ``slope`` splits into
 a floor and an exponent) is left to the population (pooled) or the prior (unpooled). In the
 coordinates ``(L20, phi, alpha)`` that split is a thin curved ridge in every language, which
 NUTS did not follow (README, "Sampling"). The prior of ``slope`` is close to the one that
 ``phi ~ Beta(4, 4)`` and ``alpha ~ LogNormal(log 0.3, 0.5)`` imply (by simulation: median 0.144,
-log-scale spread 0.63)."""
+log-scale spread 0.63).
+
+``rho`` is one number for all languages. With ``phi`` and ``slope`` pooled it makes their
+population a bivariate one, written in its conditional form (the floor share's population mean
+moves with the language's slope): ``rho = 0`` is a population of independent floor shares and
+slopes, ``rho`` near -5 one of nearly equal exponents (``F = 1 - slope / alpha`` at ``F`` near
+0.2), and the data choose between them. The unpooled model fixes ``rho = 0``."""
 
 LARGE_MODEL = 124_770_816
 """Parameters of the 12-layer Goldfish network (100 MB, 1 GB and full models); the 5 MB and 10 MB
@@ -90,7 +122,9 @@ MODEL_SIZE_LAW = bs.Law.from_formula(
         "N": "model parameters",
     },
     parameters={
-        **{name: dict(LAW.to_dict()["parameters"][name]) for name in ("L20", "phi", "slope")},
+        **{
+            name: dict(LAW.to_dict()["parameters"][name]) for name in ("L20", "phi", "slope", "rho")
+        },
         "gamma": {
             "prior": f"LogNormal(log({GAMMA_PRIOR[0]}), {GAMMA_PRIOR[1]})",
             "description": "model-size exponent: a network with N parameters scales the loss by "
@@ -104,9 +138,10 @@ MODEL_SIZE_LAW = bs.Law.from_formula(
 """:data:`LAW` times ``(N / N_large)^(-gamma)``. Goldfish's 10 MB to 100 MB step also changes the
 network (4 to 12 layers, 39M to 125M parameters), while 100 MB to 1 GB does not: a data-only law
 reads the network's gain as data scaling. ``L20`` is then the loss of the 12-layer network at
-20 MB. ``gamma`` is one number for every language in the pooled models (it is identified by the
-languages whose fitted runs straddle the network change) and each language's own in the unpooled
-model."""
+20 MB. ``gamma`` is every language's own: pooled over languages in the pooled models (a
+language's gain from the larger network is identified only when its fitted runs straddle the
+network change, so the others borrow the population's), under the law's prior alone in the
+unpooled model."""
 
 # Priors (bits per half-sentence). The pooled models put them on the population values; the
 # unpooled model gives every language the same prior independently: the population value and the
@@ -157,8 +192,9 @@ def goldfish_spec(kind: str, per_language_noise: bool = False, model_size: bool 
     """Pooling and priors of the three models: pooled, covariates, unpooled. With
     ``per_language_noise`` the pooled models also give every language its own noise scale,
     pooled over languages (the unpooled model always has one per language). With ``model_size``
-    (the law :data:`MODEL_SIZE_LAW`) the unpooled model also gives every language its own
-    ``gamma`` under the law's prior; the pooled models share one."""
+    (the law :data:`MODEL_SIZE_LAW`) every language has its own ``gamma``, pooled in the pooled
+    models and under the law's prior alone in the unpooled one. The unpooled model fixes
+    ``rho = 0`` (one language's runs cannot tell how the floor share varies with the slope)."""
     covariates = COVARIATES if kind == "covariates" else ()
     pool, priors = [], {}
     for name, (centre, spread) in UNPOOLED.items():
@@ -172,11 +208,15 @@ def goldfish_spec(kind: str, per_language_noise: bool = False, model_size: bool 
             priors[f"{name}_sd"] = f"Fixed({spread})"
         else:
             priors[f"{name}_sd"] = "HalfNormal(0.5)"
-    if kind == "unpooled" and model_size:
+    if model_size:
         pool.append(bs.Pooling("gamma", "language"))
-        priors["gamma"] = f"Fixed({GAMMA_PRIOR[0]})"
-        priors["gamma_sd"] = f"Fixed({GAMMA_PRIOR[1]})"
+        if kind == "unpooled":
+            priors["gamma"] = f"Fixed({GAMMA_PRIOR[0]})"
+            priors["gamma_sd"] = f"Fixed({GAMMA_PRIOR[1]})"
+        else:
+            priors["gamma_sd"] = "HalfNormal(0.5)"
     if kind == "unpooled":
+        priors["rho"] = "Fixed(0)"
         pool.append(bs.Pooling("sigma", "language"))
         priors["sigma"] = "Fixed(0.03)"
         priors["sigma_sd"] = "Fixed(0.7)"
@@ -324,26 +364,25 @@ def run_goldfish(
     keep = [
         i
         for i in population.index
-        if i.startswith(("slope_", "phi_", "L20_", "sigma")) and "[" not in i
+        if i.startswith(("slope_", "phi_", "L20_", "gamma", "rho", "sigma")) and "[" not in i
     ]
     print("Population and covariate effects (pooled model with covariates, training runs):")
     print(population.loc[keep, ["median", "q05", "q95", "r_hat"]].to_string())
     pooled = fits["pooled"].summary()
-    print(
-        "Pooled model: slope_pop {:.3f} [{:.3f}, {:.3f}], slope_sd {:.3f} [{:.3f}, {:.3f}]".format(
-            *pooled.loc["slope_pop", ["median", "q05", "q95"]],
-            *pooled.loc["slope_sd", ["median", "q05", "q95"]],
-        )
-    )
+    reported = [
+        k
+        for k in ("slope_pop", "slope_sd", "phi_pop", "phi_sd", "rho", "gamma_pop", "gamma_sd")
+        if k in pooled.index
+    ]
+    print("Pooled model:")
+    print(pooled.loc[reported, ["median", "q05", "q95", "r_hat"]].to_string())
     FIGURES.mkdir(exist_ok=True)
     figure(scores, FIGURES / "goldfish_heldout.png")
     for kind, table_ in scores.items():
         table_.to_csv(out / f"goldfish_heldout_{kind}.csv", index=False)
     return {
         "comparison": table.to_dict(orient="records"),
-        "population": {
-            k: pooled.loc[k, ["median", "q05", "q95"]].to_dict() for k in ("slope_pop", "slope_sd")
-        },
+        "population": pooled.loc[reported, ["median", "q05", "q95"]].to_dict(orient="index"),
         "covariates": population.loc[keep, ["median", "q05", "q95"]].to_dict(orient="index"),
         "diagnostics": {k: f.diagnostics.to_dict() for k, f in fits.items()},
     }
