@@ -17,7 +17,9 @@ support and default prior, outcome type and citation. Priors use numpyro's param
 
 A parameter with a *reference* is sampled as the log of its term at a reference scale inside the
 data (the geometric mean of the input): the posterior and its prior are those of the parameter as
-written, only the sampler's coordinates change (see `bayescale.model`).
+written, only the sampler's coordinates change (see `bayescale.model`). An *anchor* is not
+estimated: `bayescale.fit` fixes it at the geometric mean of its input over the fitted runs, unless
+a `Fixed` prior gives its value.
 """
 
 
@@ -54,7 +56,8 @@ def law_markdown(law: Law) -> str:
             reference = f"{ref.kind} of `{ref.input}`, exponent `{ref.exponent.text}`" + "".join(
                 f"; `{name}`, exponent `{exponent.text}`" for name, exponent in ref.also
             )
-        lines.append(f"| `{p.name}` | {p.description} | {p.support} | `{p.prior}` | {reference} |")
+        prior = f"`{p.prior}`" if p.anchor is None else f"anchor: fixed at fit time (`{p.anchor}`)"
+        lines.append(f"| `{p.name}` | {p.description} | {p.support} | {prior} | {reference} |")
     if law.likelihood:
         name = law.likelihood.get("name", "the outcome's default")
         priors = ", ".join(f"`{k} ~ {v}`" for k, v in law.likelihood.get("priors", {}).items())

@@ -297,6 +297,7 @@ def fit(
             trials=trials,
             censored=censored,
         )
+    spec = spec.anchored(runs)
     if backend == "pymc":
         from bayescale.backends.pymc import fit_runs as fit_runs_pymc
 

@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import keyword
@@ -53,6 +54,10 @@ rate in (0, 1]; ``accuracy`` is a proportion in [0, 1].
 """
 
 REFERENCE_KINDS = ("coefficient", "scale")
+
+ANCHOR_PLACEHOLDER = Prior.parse("Fixed(1)")
+"""The prior an anchor parameter carries until :meth:`bayescale.model.ModelSpec.anchored` fixes it
+(:class:`Parameter`); a model is never built with it."""
 
 
 @dataclass(frozen=True)
@@ -120,16 +125,27 @@ class Reference:
 
 @dataclass(frozen=True)
 class Parameter:
-    """A law parameter: its support, default prior, meaning and sampling reference."""
+    """A law parameter: its support, default prior, meaning and sampling reference.
+
+    An *anchor* (``anchor = "x"`` in a catalog entry) is not estimated: it is the scale of input
+    ``x`` at which a law's other parameters are defined, fixed when the law is fitted to the
+    geometric mean of ``x`` over the fitted runs (:meth:`bayescale.model.ModelSpec.anchored`), or
+    to a value the user gives as a ``Fixed`` prior. Its ``prior`` is a placeholder until then.
+    """
 
     name: str
     support: Support
     prior: Prior
     description: str = ""
     reference: Reference | None = None
+    anchor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"support": str(self.support), "prior": str(self.prior)}
+        out: dict[str, Any] = {"support": str(self.support)}
+        if self.anchor is None:
+            out["prior"] = str(self.prior)
+        else:
+            out["anchor"] = self.anchor
         if self.description:
             out["description"] = self.description
         if self.reference is not None:
@@ -515,17 +531,28 @@ def _parameters_from_spec(spec, origin: str = "law definition") -> tuple[Paramet
                 continue
             if not isinstance(value, Mapping):
                 raise LawError(f"{origin}: parameter {name!r} must map to a prior or a table")
-            extra = sorted(set(value) - {"support", "prior", "description", "reference"})
+            keys = {"support", "prior", "description", "reference", "anchor"}
+            extra = sorted(set(value) - keys)
             if extra:
                 raise LawError(f"{origin}: parameter {name!r}: unknown key {extra[0]!r}")
-            if "prior" not in value:
+            anchor = value.get("anchor")
+            if anchor is not None:
+                if "prior" in value or "reference" in value:
+                    raise LawError(
+                        f"{origin}: parameter {name!r} is an anchor (fixed when the law is "
+                        "fitted): it takes no prior and no reference"
+                    )
+                prior = ANCHOR_PLACEHOLDER
+            elif "prior" not in value:
                 raise LawError(f"{origin}: parameter {name!r} has no prior")
-            prior = Prior.parse(value["prior"])
+            else:
+                prior = Prior.parse(value["prior"])
             if "support" in value:
                 support = Support.parse(value["support"])
             else:
                 support = _natural_support(prior.support)
-            out.append(Parameter(name, support, prior, value.get("description", "")))
+            description = value.get("description", "")
+            out.append(Parameter(name, support, prior, description, anchor=anchor))
         except PriorError as exc:
             raise LawError(f"{origin}: parameter {name!r}: {exc}") from None
     return tuple(out)
@@ -556,9 +583,7 @@ def _attach_reference(parameter: Parameter, value, names, law_name: str) -> Para
         for name, text in dict(ref.get("also", {})).items()
     )
     reference = Reference(str(ref["input"]), exponent, str(ref.get("kind", "coefficient")), also)
-    return Parameter(
-        parameter.name, parameter.support, parameter.prior, parameter.description, reference
-    )
+    return dataclasses.replace(parameter, reference=reference)
 
 
 def _validate_law(law: Law) -> None:
@@ -583,6 +608,14 @@ def _validate_law(law: Law) -> None:
         unused = [n for n in [*law.input_names, *law.parameter_names] if n not in law.formula.names]
         if unused:
             raise LawError(f"{where}: {unused[0]!r} is declared but not used in the formula")
+    for p in law.parameters:
+        if p.anchor is not None and (
+            p.anchor not in law.input_names or p.support.kind != "positive"
+        ):
+            raise LawError(
+                f"{where}: parameter {p.name!r}: an anchor must be positive and name an input "
+                f"(got {p.anchor!r}; inputs: {', '.join(law.input_names)})"
+            )
     by_name = {p.name: p for p in law.parameters}
     for p in law.parameters:
         ref = p.reference

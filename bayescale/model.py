@@ -267,14 +267,63 @@ class ModelSpec:
                     f"{varying[0]!r} of the {observation.name} observation model cannot be "
                     "pooled or given covariates"
                 )
+        for p in law.parameters:
+            if p.anchor is None:
+                continue
+            if p.name in pooled or p.name in {r.parameter for r in regressions}:
+                raise PriorError(
+                    f"{p.name!r} anchors law {law.name!r} at a scale of {p.anchor!r}; it is not "
+                    "estimated and cannot be pooled or given covariates"
+                )
+            if p.name in overridden and not resolved[p.name].is_fixed:
+                raise PriorError(
+                    f"{p.name!r} anchors law {law.name!r} at a scale of {p.anchor!r}: give it as "
+                    f"Fixed(value), not {resolved[p.name]}, or leave it out to anchor the law at "
+                    f"the geometric mean of {p.anchor!r} over the fitted runs"
+                )
         return cls(law, observation, resolved, poolings, regressions, frozenset(overridden))
+
+    def anchored(self, runs: Runs) -> ModelSpec:
+        """This specification with every anchor the user did not fix set to the geometric mean
+        of its input over ``runs`` (``Fixed(value)``; see :class:`~bayescale.laws.Parameter`).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from bayescale.data import load_runs
+        >>> spec = ModelSpec.create("anchored_power_law")
+        >>> runs = load_runs(pd.DataFrame({"x": [1e6, 1e8], "loss": [3.0, 2.0]}),
+        ...                  law=spec.law, y="loss")
+        >>> spec.anchored(runs).priors["x_ref"]
+        Fixed(10000000.0)
+        """
+        anchors = {
+            p.name: Prior.parse(f"Fixed({float(np.exp(np.mean(np.log(runs.inputs[p.anchor]))))!r})")
+            for p in self.law.parameters
+            if p.anchor is not None and p.name not in self.overridden
+        }
+        if not anchors:
+            return self
+        return replace(
+            self,
+            priors={**self.priors, **anchors},
+            overridden=self.overridden | set(anchors),
+        )
+
+    def unset_anchors(self) -> list[str]:
+        """The law's anchors that neither the user nor :meth:`anchored` has fixed."""
+        return [
+            p.name
+            for p in self.law.parameters
+            if p.anchor is not None and p.name not in self.overridden
+        ]
 
     # ------------------------------------------------------------------ views
     @property
     def parameters(self) -> tuple[Parameter, ...]:
         """Law parameters then observation parameters, each with its resolved prior."""
         return tuple(
-            Parameter(p.name, p.support, self.priors[p.name], p.description, p.reference)
+            replace(p, prior=self.priors[p.name])
             for p in (*self.law.parameters, *self.observation.parameters)
         )
 
@@ -466,6 +515,14 @@ class Design:
 
     @classmethod
     def from_runs(cls, runs: Runs, spec: ModelSpec) -> Design:
+        unset = spec.unset_anchors()
+        if unset:
+            raise SettingsError(
+                f"{unset[0]!r} anchors law {spec.law.name!r} and is not set: fix it with "
+                f"priors={{{unset[0]!r}: 'Fixed(value)'}} (fit_batch needs this: one anchor for "
+                "every curve), or fit with bayescale.fit, which anchors the law at the geometric "
+                "mean of the fitted runs (ModelSpec.anchored)"
+            )
         missing = [c for c in spec.group_columns if c not in runs.groups]
         if missing:
             known = ", ".join(runs.groups) or "none"

@@ -105,7 +105,12 @@ def test_log_space_evaluation_equals_log_of_value_for_every_catalog_law(law_name
         i.name: np.r_[10 ** rng.uniform(0, 8, size=25), rng.uniform(0.5, 2.0, size=25)]
         for i in law.inputs
     }
-    values.update({p.name: rng.uniform(0.05, 2.0, size=50) for p in law.parameters})
+    values.update(
+        {
+            p.name: rng.uniform(0.05, 0.95 if p.support.kind == "unit" else 2.0, size=50)
+            for p in law.parameters
+        }
+    )
     positive = [*law.input_names, *law.parameter_names]
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
         direct = np.log(law.formula.evaluate(values, ops=NUMPY_OPS))

@@ -190,3 +190,44 @@ def test_m4_curve_is_alabdulmohsins_implicit_law_and_nests_the_log_logistic():
     far = 1e15
     tail = m4.mean({"x": far}, {**theta, "alpha": 2.5}, ops=NUMPY_OPS) - 0.3
     assert tail == pytest.approx(0.6**2.5 * (1e-5 * far) ** -0.7, rel=1e-4)
+
+
+def test_anchor_declarations_are_checked():
+    """An anchor takes no prior and must name a positive input; it survives a round trip."""
+    with pytest.raises(LawError, match="takes no prior"):
+        Law.from_formula(
+            "bad",
+            "A * (x / x_ref)^-0.3",
+            inputs=["x"],
+            parameters={"A": "LogNormal(0, 1)", "x_ref": {"anchor": "x", "prior": "Fixed(2)"}},
+        )
+    with pytest.raises(LawError, match="an anchor must be positive and name an input"):
+        Law.from_formula(
+            "bad",
+            "A * (x / x_ref)^-0.3",
+            inputs=["x"],
+            parameters={"A": "LogNormal(0, 1)", "x_ref": {"anchor": "z", "support": "positive"}},
+        )
+    law = bs.get_law("anchored_power_law")
+    assert law.parameter("x_ref").anchor == "x"
+    assert Law.from_dict(law.to_dict()).parameter("x_ref").anchor == "x"
+
+
+def test_anchored_power_law_is_the_power_law_with_a_floor_at_its_reference():
+    """L_ref (F + (1 - F) (x / x_ref)^(-slope / (1 - F))) is L_inf + (x0 / x)^alpha with
+    L_inf = F L_ref, alpha = slope / (1 - F) and (x0 / x_ref)^alpha = (1 - F) L_ref; its local
+    log-log slope at x_ref is -slope."""
+    x = np.geomspace(1e5, 1e11, 7)
+    theta = {"L_ref": 2.4, "F": 0.7, "slope": 0.09, "x_ref": 3e7}
+    anchored = bs.get_law("anchored_power_law").mean({"x": x}, theta, ops=NUMPY_OPS)
+    alpha = theta["slope"] / (1 - theta["F"])
+    x0 = theta["x_ref"] * ((1 - theta["F"]) * theta["L_ref"]) ** (1 / alpha)
+    direct = bs.get_law("power_law_floor").mean(
+        {"x": x}, {"L_inf": theta["F"] * theta["L_ref"], "x0": x0, "alpha": alpha}, ops=NUMPY_OPS
+    )
+    np.testing.assert_allclose(anchored, direct, rtol=1e-12)
+    h = 1e-6
+    near = bs.get_law("anchored_power_law").mean(
+        {"x": theta["x_ref"] * np.exp([-h, h])}, theta, ops=NUMPY_OPS
+    )
+    assert np.log(near[1] / near[0]) / (2 * h) == pytest.approx(-theta["slope"], rel=1e-6)

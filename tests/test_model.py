@@ -11,7 +11,7 @@ import pytest
 from numpyro.infer.util import log_density
 
 import bayescale as bs
-from bayescale.errors import DataError, PriorError
+from bayescale.errors import DataError, PriorError, SettingsError
 from bayescale.model import Design, ModelSpec, numpyro_model
 
 
@@ -292,3 +292,25 @@ def test_models_work_when_arviz_is_imported_before_bayescale():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "__level"  # the floor block's first coordinate
+
+
+def test_anchors_are_fixed_at_the_geometric_mean_of_the_fitted_runs_or_by_the_user():
+    frame = pd.DataFrame({"x": [1e6, 1e7, 1e8, 1e10], "loss": [3.0, 2.6, 2.3, 2.1]})
+    spec = ModelSpec.create("anchored_power_law")
+    runs = bs.load_runs(frame, law=spec.law, y="loss")
+    assert spec.unset_anchors() == ["x_ref"]
+    with pytest.raises(SettingsError, match="'x_ref' anchors law 'anchored_power_law' and is not"):
+        Design.from_runs(runs, spec)  # fit_batch's path: no anchor, no model
+    anchored = spec.anchored(runs)
+    assert anchored.priors["x_ref"].fixed_value == pytest.approx(10**7.75, rel=1e-12)
+    assert anchored.unset_anchors() == []
+    restored = ModelSpec.from_dict(anchored.to_dict(), anchored.law)
+    assert restored.priors["x_ref"].fixed_value == anchored.priors["x_ref"].fixed_value
+    assert restored.anchored(runs).priors["x_ref"] is restored.priors["x_ref"]
+    chosen = ModelSpec.create("anchored_power_law", priors={"x_ref": "Fixed(20)"})
+    assert chosen.anchored(runs).priors["x_ref"].fixed_value == 20
+    Design.from_runs(runs, chosen)  # a user's anchor needs no runs to set it
+    with pytest.raises(PriorError, match="give it as Fixed"):
+        ModelSpec.create("anchored_power_law", priors={"x_ref": "LogNormal(0, 1)"})
+    with pytest.raises(PriorError, match="cannot be pooled"):
+        ModelSpec.create("anchored_power_law", pool=["x_ref|g"])

@@ -202,8 +202,8 @@ def test_joint_density_matches_for_every_catalog_law(law_name, pooled):
         pool = [bs.Pooling(name, "g", centered=i == 0) for i, name in enumerate(names)]
     # generic_runs draws accuracies inside (0.05, 0.95): a beta likelihood for them
     observation = "lognormal" if law.outcome in ("loss", "error") else "beta"
-    spec = ModelSpec.create(law, pool=pool, observation=observation)
     runs = load_runs(frame, law=law, y="y", groups=["g"] if pooled else ())
+    spec = ModelSpec.create(law, pool=pool, observation=observation).anchored(runs)
     if pooled:
         assert any(spec.uses_reference(p) and spec.pooling_of(p.name) for p in spec.parameters) or (
             not any(p.reference for p in law.parameters)
