@@ -19,9 +19,9 @@ turns that into a hierarchical fit with the core engine:
   (catalog law ``effective_fraction``) to those posteriors, and :func:`forecast_weighting`
   predicts the loss of a pair at a weight that was never trained.
 
-Per-language data scaling (``power_law_floor`` pooled over languages) and per-language accuracy
-against model size (``mc_accuracy_cloglog`` with binomial counts) need no code of their own: they
-are ordinary pooled fits; docs/multilingual.md shows both.
+Per-language data scaling (``anchored_power_law``, or ``power_law_floor``, pooled over languages)
+and per-language accuracy against model size (``mc_accuracy_cloglog`` with binomial counts) need
+no code of their own: they are ordinary pooled fits; docs/multilingual.md shows both.
 
 Examples
 --------

@@ -3,6 +3,8 @@ pairs, the effective-parameter fraction and its interpolation to unseen weightin
 covariates, per-language accuracy with a chance floor through the command line, and the coverage
 of pooled exponents over repeated simulations."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +20,7 @@ from bayescale.errors import ConvergenceWarning, DataError, SettingsError
 from bayescale.forecast import Derived
 from bayescale.formula import NUMPY_OPS
 from bayescale.model import Design, ModelSpec, numpyro_model
-from benchmarks.pooling_coverage import covered, multilingual_case
+from benchmarks.pooling_coverage import covered, multilingual_case, multilingual_direct_case
 
 
 # ---------------------------------------------------------------------------- cell labels
@@ -307,51 +309,40 @@ def test_accuracy_with_a_chance_floor_per_language_through_the_cli(tmp_path):
 
 
 # ---------------------------------------------------------------------------- coverage
-def fit_languages(seed: int) -> tuple[bs.Fit, dict[str, float]]:
-    """Fit one simulated data set of benchmarks/pooling_coverage.py (eight languages, four sizes
-    each, alpha, L_inf and beta pooled over languages) with that benchmark's priors and sampler
-    settings."""
-    frame, fit_args, _, _, truth = multilingual_case(seed)
-    return bs.fit(frame, seed=seed, **fit_args), truth
-
-
 _LANGUAGE_FITS: dict[int, tuple] = {}
 
 
-def language_fit(seed: int) -> tuple[bs.Fit, dict[str, float]]:
-    """The fit of :func:`fit_languages`, made once per seed in this module."""
-    if seed not in _LANGUAGE_FITS:
-        _LANGUAGE_FITS[seed] = fit_languages(seed)
-    return _LANGUAGE_FITS[seed]
-
-
 def covered_exponents(seed: int) -> np.ndarray:
-    """Whether each language's central 90% interval holds its true alpha, for one seed."""
-    fit, alpha = language_fit(seed)
-    return np.array(covered(fit, "alpha", "language", alpha))
+    """Fit one simulated data set of benchmarks/pooling_coverage.py (eight languages, four sizes
+    each, the anchored power law's level, floor share and slope pooled over languages) with
+    that benchmark's priors and sampler settings, once per seed in this module, and say whether
+    each language's central 90% interval holds its true exponent."""
+    if seed not in _LANGUAGE_FITS:
+        frame, fit_args, quantity, column, truth = multilingual_case(seed)
+        fit = bs.fit(frame, seed=seed, **fit_args)
+        # bs.fit anchors the law at the geometric mean of the simulated sizes, 1e6 to 1e9
+        assert fit.spec.priors["x_ref"].fixed_value == pytest.approx(10**7.5, rel=1e-12)
+        _LANGUAGE_FITS[seed] = covered(fit, quantity, column, truth)
+    return np.array(_LANGUAGE_FITS[seed])
 
 
-LANGUAGE_FITS_DO_NOT_CONVERGE = pytest.mark.xfail(
+@pytest.mark.xfail(
     raises=ConvergenceWarning,
     strict=False,
-    reason="known open problem: the simulated 8-language fits (4 sizes each) pass the gates on "
-    "about half of the seeds (10 of 20 in benchmarks/pooling_coverage.py, with its zero-avoiding "
-    "spread priors, centring per language and 4 x 1000 draws at 0.99); seeds 101 to 103 passed "
-    "on the development machine (2026-12-06), but on 2 of seeds 101 to 110 a fit failed: the "
-    "exponent and floor of each language trade off under a learned population "
-    "(docs/multilingual.md, section 6, says what was tried). Any other failure is still a "
-    "failure",
+    reason="known open problem: the simulated 8-language fits (4 sizes each) with the anchored "
+    "law pass every convergence gate on most seeds, not all (benchmarks/pooling_coverage.py: 18 "
+    "of 20 seeds from 1000, 8 of 10 from 101; seeds 101 to 103 passed on the development machine, "
+    "2026-12-07), so on another machine one of them may fail a gate; docs/multilingual.md, "
+    "section 6. Any other failure is still a failure",
 )
-
-
-@LANGUAGE_FITS_DO_NOT_CONVERGE
 def test_pooled_exponents_cover_at_close_to_the_nominal_rate():
     """Three seeded simulations, eight languages each: 24 central 90% intervals of group-level
     exponents. A calibrated posterior covers each with probability 0.9, so the count is about
     Binomial(24, 0.9) (mean 21.6); requiring at least 19 fails a calibrated method with
     probability 2.8%, and passes one whose intervals cover 60% of the time (about 1.6 times too
-    narrow) with probability 4%. benchmarks/pooling_coverage.py repeats this over more seeds
-    and also reports over-coverage."""
+    narrow) with probability 4%. Every fit must pass the convergence gates (a
+    ConvergenceWarning is an error here). benchmarks/pooling_coverage.py repeats this over more
+    seeds and also reports over-coverage."""
     hits = np.concatenate([covered_exponents(seed) for seed in (101, 102, 103)])
     assert hits.size == 24
     assert hits.sum() >= 19, f"coverage {hits.mean():.2f}"
@@ -396,15 +387,22 @@ def test_fixed_population_and_spread_give_independent_groups():
     np.testing.assert_allclose(u, np.log(100) - 0.3 * design.log_reference["N"] + z, rtol=1e-12)
 
 
-@LANGUAGE_FITS_DO_NOT_CONVERGE
 def test_a_new_language_is_drawn_from_the_population():
     """A language never fitted: for every posterior draw, log alpha_new = log alpha_pop +
     alpha_sd z and the reference coordinate of beta (log beta - alpha log N_ref) moves by
     beta_sd z' from the population's, with z, z' standard normal. Over 2,000 draws the
     standardised deviations have mean within 0.1 and standard deviation within 0.1 of (0, 1)
     (their sampling errors are about 0.022 and 0.016), and the curve of
-    forecast_new_group is the law evaluated at those draws."""
-    fit, _ = language_fit(101)
+    forecast_new_group is the law evaluated at those draws.
+
+    The fit is the benchmark's ``multilingual`` law in its own coordinates (beta has a reference
+    coordinate, which is what this checks), 4 x 500 draws. These fits often fail a convergence
+    gate (docs/multilingual.md, section 6); what is checked holds draw by draw, whatever the
+    draws are, so the convergence warning is not the point here and is silenced."""
+    frame, fit_args, _, _, _ = multilingual_direct_case(101)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = bs.fit(frame, seed=101, **{**fit_args, "draws": 500, "warmup": 500})
     theta = bs.new_group_draws(fit, "language", seed=3)
     posterior = fit.datatree["posterior"]
 
