@@ -537,6 +537,13 @@ def use_cpu_devices(count: int | None = None) -> int:
     return int(count)
 
 
+NO_FINITE_START = (
+    "no starting point has a finite log density: check that the law can produce the observed "
+    "outcomes (positive, finite means for losses) over the priors' range, and that the priors "
+    "are sensible"
+)
+
+
 def multistart_init(
     model,
     optimisation_model,
@@ -567,13 +574,20 @@ def multistart_init(
         centrings chosen, and the standardised coordinates NUTS samples in.
     """
     key_model, key_starts, key_jitter = jax.random.split(key, 3)
-    info, potential_fn, postprocess_fn, model_trace = initialize_model(
-        key_model,
-        optimisation_model,
-        init_strategy=init_to_sample,
-        model_kwargs=model_kwargs,
-        validate_grad=False,
-    )
+    try:
+        info, potential_fn, postprocess_fn, model_trace = initialize_model(
+            key_model,
+            optimisation_model,
+            init_strategy=init_to_sample,
+            model_kwargs=model_kwargs,
+            validate_grad=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        # numpyro found no prior draw with a finite log density in 100 tries, and says which
+        # distribution got an invalid argument (NaN means from the law) or that none was valid
+        raise SettingsError(
+            f"{NO_FINITE_START}; in 100 draws from the priors numpyro found none ({exc})"
+        ) from None
     _, unravel = ravel_pytree(info[0])
     flat_starts = np.asarray(
         jax.vmap(lambda tree: ravel_pytree(tree)[0])(_prior_starts(model_trace, key_starts, starts))
@@ -593,10 +607,7 @@ def multistart_init(
             points[i], values[i] = result.x, result.fun
     finite = np.isfinite(values) & np.all(np.isfinite(points), axis=1)
     if not finite.any():
-        raise SettingsError(
-            "no starting point has a finite log density: check that the law can produce the "
-            "observed outcomes (positive means for losses) and that the priors are sensible"
-        )
+        raise SettingsError(NO_FINITE_START)
     best = int(np.argmin(np.where(finite, values, np.inf)))
     best_point, best_value = points[best], float(values[best])
     distance = np.max(np.abs(np.where(finite[:, None], points, best_point) - best_point), axis=1)

@@ -314,3 +314,17 @@ def test_anchors_are_fixed_at_the_geometric_mean_of_the_fitted_runs_or_by_the_us
         ModelSpec.create("anchored_power_law", priors={"x_ref": "LogNormal(0, 1)"})
     with pytest.raises(PriorError, match="cannot be pooled"):
         ModelSpec.create("anchored_power_law", pool=["x_ref|g"])
+
+
+def test_a_law_with_no_finite_value_under_its_priors_is_a_settings_error():
+    """numpyro finds no prior draw with a finite log density (here the law's mean is infinite
+    everywhere): a one-line SettingsError that says what to check, not numpyro's traceback."""
+    law = bs.Law.from_formula(
+        "never_finite",
+        "a * (1 - x / x)^(-1)",
+        inputs=["x"],
+        parameters={"a": "LogNormal(0, 1)"},
+    )
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "loss": [3.0, 2.0, 1.5]})
+    with pytest.raises(SettingsError, match="no starting point has a finite log density"):
+        bs.fit(frame, law, y="loss", chains=1, draws=10, warmup=10)
