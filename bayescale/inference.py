@@ -208,7 +208,9 @@ def fit(
     regress : mapping, optional
         ``{param: [covariate columns]}``: run-level covariates on a parameter's link scale.
     priors : mapping, optional
-        Prior overrides by parameter name, e.g. ``{"alpha": "LogNormal(log(0.3), 0.3)"}``.
+        Prior overrides by parameter name, e.g. ``{"alpha": "LogNormal(log(0.3), 0.3)"}``. A
+        law's anchor (``x_ref`` of ``anchored_power_law``) is fixed at the geometric mean of its
+        input over the runs unless given here as ``"Fixed(value)"``.
     likelihood : str, optional
         Observation model (:data:`~bayescale.likelihoods.OBSERVATION_MODELS`); by default the
         one the law's catalog entry names (MIST's ``lognormal_mean``), else ``lognormal`` for

@@ -297,11 +297,10 @@ class ModelSpec:
         >>> round(spec.anchored(runs).priors["x_ref"].fixed_value, 3)  # sqrt(1e6 * 1e8)
         10000000.0
         """
-        anchors = {
-            p.name: Prior.parse(f"Fixed({float(np.exp(np.mean(np.log(runs.inputs[p.anchor]))))!r})")
-            for p in self.law.parameters
-            if p.anchor is not None and p.name not in self.overridden
-        }
+        anchors = {}
+        for name in self.unset_anchors():
+            log_scale = np.mean(np.log(runs.inputs[self.law.parameter(name).anchor]))
+            anchors[name] = Prior.parse(f"Fixed({float(np.exp(log_scale))!r})")
         if not anchors:
             return self
         return replace(
