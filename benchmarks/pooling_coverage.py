@@ -160,8 +160,8 @@ def multilingual_cross_case(seed: int):
 def multilingual_direct_case(seed: int):
     """:func:`simulate_languages` fitted with the ``multilingual`` law in its own coordinates,
     ``beta N^-alpha + L_inf`` with ``alpha``, ``L_inf`` and ``beta`` pooled over languages (each
-    language centred as far as its runs pin it), at target acceptance 0.99: the earlier form of
-    ``multilingual``, kept for comparison."""
+    language centred as far as its runs pin it), at target acceptance 0.99: the benchmark's
+    ``multilingual`` case before 2026-12-07, kept for comparison."""
     frame, truth = simulate_languages(seed)
     pool = [bs.Pooling(name, "language", centered="auto") for name in ("alpha", "L_inf", "beta")]
     priors = {
