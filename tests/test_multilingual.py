@@ -309,7 +309,7 @@ def test_accuracy_with_a_chance_floor_per_language_through_the_cli(tmp_path):
 
 
 # ---------------------------------------------------------------------------- coverage
-_LANGUAGE_FITS: dict[int, tuple] = {}
+_COVERED_BY_SEED: dict[int, tuple] = {}
 
 
 def covered_exponents(seed: int) -> np.ndarray:
@@ -317,13 +317,13 @@ def covered_exponents(seed: int) -> np.ndarray:
     each, the anchored power law's level, floor share and slope pooled over languages) with
     that benchmark's priors and sampler settings, once per seed in this module, and say whether
     each language's central 90% interval holds its true exponent."""
-    if seed not in _LANGUAGE_FITS:
+    if seed not in _COVERED_BY_SEED:
         frame, fit_args, quantity, column, truth = multilingual_case(seed)
         fit = bs.fit(frame, seed=seed, **fit_args)
         # bs.fit anchors the law at the geometric mean of the simulated sizes, 1e6 to 1e9
         assert fit.spec.priors["x_ref"].fixed_value == pytest.approx(10**7.5, rel=1e-12)
-        _LANGUAGE_FITS[seed] = covered(fit, quantity, column, truth)
-    return np.array(_LANGUAGE_FITS[seed])
+        _COVERED_BY_SEED[seed] = covered(fit, quantity, column, truth)
+    return np.array(_COVERED_BY_SEED[seed])
 
 
 @pytest.mark.xfail(
