@@ -309,7 +309,7 @@ def test_accuracy_with_a_chance_floor_per_language_through_the_cli(tmp_path):
 
 
 # ---------------------------------------------------------------------------- coverage
-_COVERED_BY_SEED: dict[int, tuple] = {}
+_COVERED_BY_SEED: dict[int, list[bool]] = {}
 
 
 def covered_exponents(seed: int) -> np.ndarray:
