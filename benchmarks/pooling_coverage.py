@@ -83,13 +83,9 @@ def simulate_languages(seed: int) -> tuple[pd.DataFrame, dict[str, float]]:
     floor = 2.0 * np.exp(0.15 * rng.standard_normal(n))
     reducible_at_reference = 60.0 * reference**-0.3 * np.exp(0.3 * rng.standard_normal(n))
     beta = reducible_at_reference * reference**alpha
-    rows = []
-    for j in range(n):
-        for tokens in sizes:
-            mean = beta[j] * tokens ** -alpha[j] + floor[j]
-            loss = mean * np.exp(0.02 * rng.standard_normal())
-            rows.append({"N": tokens, "language": f"l{j}", "loss": loss})
-    return pd.DataFrame(rows), {f"l{j}": alpha[j] for j in range(n)}
+    return _language_runs(
+        rng, sizes, lambda j, tokens: beta[j] * tokens ** -alpha[j] + floor[j], alpha
+    )
 
 
 def simulate_anchored_languages(seed: int) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -108,13 +104,25 @@ def simulate_anchored_languages(seed: int) -> tuple[pd.DataFrame, dict[str, floa
     share = 1 / (1 + np.exp(-(math.log(0.85 / 0.15) + 0.35 * rng.standard_normal(n))))
     slope = 0.045 * np.exp(0.3 * rng.standard_normal(n))
     alpha = slope / (1 - share)
+    return _language_runs(
+        rng,
+        sizes,
+        lambda j, tokens: (
+            level[j] * (share[j] + (1 - share[j]) * (tokens / reference) ** -alpha[j])
+        ),
+        alpha,
+    )
+
+
+def _language_runs(rng, sizes, mean, alpha) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Runs of every language ``j`` at every size with 2% log-normal noise around
+    ``mean(j, size)`` (drawn language by language, size by size), and the true exponents."""
     rows = []
-    for j in range(n):
+    for j in range(len(alpha)):
         for tokens in sizes:
-            mean = level[j] * (share[j] + (1 - share[j]) * (tokens / reference) ** -alpha[j])
-            loss = mean * np.exp(0.02 * rng.standard_normal())
+            loss = mean(j, tokens) * np.exp(0.02 * rng.standard_normal())
             rows.append({"N": tokens, "language": f"l{j}", "loss": loss})
-    return pd.DataFrame(rows), {f"l{j}": alpha[j] for j in range(n)}
+    return pd.DataFrame(rows), {f"l{j}": alpha[j] for j in range(len(alpha))}
 
 
 def anchored_fit_args() -> dict:

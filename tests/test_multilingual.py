@@ -340,9 +340,10 @@ def test_pooled_exponents_cover_at_close_to_the_nominal_rate():
     exponents. A calibrated posterior covers each with probability 0.9, so the count is about
     Binomial(24, 0.9) (mean 21.6); requiring at least 19 fails a calibrated method with
     probability 2.8%, and passes one whose intervals cover 60% of the time (about 1.6 times too
-    narrow) with probability 4%. Every fit must pass the convergence gates (a
-    ConvergenceWarning is an error here). benchmarks/pooling_coverage.py repeats this over more
-    seeds and also reports over-coverage."""
+    narrow) with probability 4%. A fit that fails a convergence gate raises a
+    ConvergenceWarning, which the marker reports as an expected failure; any other failure
+    fails the test. benchmarks/pooling_coverage.py repeats this over more seeds and also
+    reports over-coverage."""
     hits = np.concatenate([covered_exponents(seed) for seed in (101, 102, 103)])
     assert hits.size == 24
     assert hits.sum() >= 19, f"coverage {hits.mean():.2f}"

@@ -87,7 +87,9 @@ LAW = bs.Law.from_formula(
 """The power law with a floor ``L_inf + (x0 / x)^alpha`` written through the value at 20 MB
 (``L20``), the share of it that is the floor (``F``: ``L_inf = F L20``) and the local slope of
 the log-log curve at 20 MB (``slope = (1 - F) alpha``, so ``alpha = slope / (1 - F)``), with
-``logit F = logit phi + rho log(slope / REFERENCE_SLOPE)`` (:data:`FLOOR_SHARE`).
+``logit F = logit phi + rho log(slope / REFERENCE_SLOPE)`` (:data:`FLOOR_SHARE`). With
+``rho = 0`` it is the catalog law ``anchored_power_law`` anchored at 20 MB; ``rho`` is what this
+case study adds.
 
 Identical curves, in the coordinates that two or three runs of a language measure: a run near
 20 MB pins ``L20``, a second run pins ``slope``, and only the curvature (how ``slope`` splits into
