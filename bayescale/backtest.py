@@ -378,10 +378,11 @@ def point_fit_forecast(
 ) -> MethodForecast:
     """A point-fit baseline with non-parametric bootstrap intervals (see the module docstring).
 
-    Fixed parameters keep their value. A failed fit gives a forecast of NaN with the reason.
+    Fixed parameters keep their value; an anchor is fixed at the geometric mean of the fitted
+    runs, as :func:`bayescale.fit` fixes it. A failed fit gives a forecast of NaN with the reason.
     """
     fitter = curve_fit_point if method == "curve_fit" else huber_fit
-    free, fixed = free_and_fixed(law)
+    free, fixed = free_and_fixed(law, inputs=inputs)
     try:
         best = fitter(law, free, fixed, inputs, y, None)
     except (RuntimeError, ValueError, FloatingPointError) as exc:

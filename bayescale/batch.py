@@ -897,7 +897,7 @@ def _fit(
         }
         datatree = build_datatree(
             runs=curve_runs,
-            spec=spec,
+            spec=spec.anchored(curve_runs),  # the anchors the program took from the curve's runs
             design=design,
             samples=samples,
             extra=extra,

@@ -57,7 +57,7 @@ REFERENCE_KINDS = ("coefficient", "scale")
 
 ANCHOR_PLACEHOLDER = Prior.parse("Fixed(1)")
 """The prior an anchor parameter carries until :meth:`bayescale.model.ModelSpec.anchored` fixes it
-(:class:`Parameter`); a model is never built with it."""
+(:class:`Parameter`); its value is never used (see :meth:`bayescale.model.ModelSpec.held_value`)."""
 
 
 @dataclass(frozen=True)
@@ -422,6 +422,21 @@ class Law:
         """``"lower"`` or ``"higher"``: which direction of the outcome is better."""
         return OUTCOMES[self.outcome]["better"]
 
+    def anchor_values(self, inputs: Mapping[str, Any]) -> dict[str, float]:
+        """Each anchor's value for runs with these ``inputs``: the geometric mean of its input.
+
+        Examples
+        --------
+        >>> values = get_law("anchored_power_law").anchor_values({"x": [1e6, 1e8]})
+        >>> {name: round(value) for name, value in values.items()}  # sqrt(1e6 * 1e8)
+        {'x_ref': 10000000}
+        """
+        return {
+            p.name: float(np.exp(np.mean(np.log(np.asarray(inputs[p.anchor], dtype=float)))))
+            for p in self.parameters
+            if p.anchor is not None
+        }
+
     def parameter(self, name: str) -> Parameter:
         """The parameter called ``name``; raises :class:`LawError` naming the valid ones."""
         for p in self.parameters:
@@ -608,13 +623,14 @@ def _validate_law(law: Law) -> None:
         unused = [n for n in [*law.input_names, *law.parameter_names] if n not in law.formula.names]
         if unused:
             raise LawError(f"{where}: {unused[0]!r} is declared but not used in the formula")
+    positive_inputs = [i.name for i in law.inputs if i.support.low >= 0]
     for p in law.parameters:
         if p.anchor is not None and (
-            p.anchor not in law.input_names or p.support.kind != "positive"
+            p.anchor not in positive_inputs or p.support.kind != "positive"
         ):
             raise LawError(
-                f"{where}: parameter {p.name!r}: an anchor must be positive and name an input "
-                f"(got {p.anchor!r}; inputs: {', '.join(law.input_names)})"
+                f"{where}: parameter {p.name!r}: an anchor must be positive and name a positive "
+                f"input (got {p.anchor!r}; positive inputs: {', '.join(positive_inputs)})"
             )
     by_name = {p.name: p for p in law.parameters}
     for p in law.parameters:

@@ -297,10 +297,8 @@ class ModelSpec:
         >>> round(spec.anchored(runs).priors["x_ref"].fixed_value, 3)  # sqrt(1e6 * 1e8)
         10000000.0
         """
-        anchors = {}
-        for name in self.unset_anchors():
-            log_scale = np.mean(np.log(runs.inputs[self.law.parameter(name).anchor]))
-            anchors[name] = Prior.parse(f"Fixed({float(np.exp(log_scale))!r})")
+        values = self.law.anchor_values(runs.inputs)
+        anchors = {name: Prior.parse(f"Fixed({values[name]!r})") for name in self.unset_anchors()}
         if not anchors:
             return self
         return replace(
@@ -316,6 +314,26 @@ class ModelSpec:
             for p in self.law.parameters
             if p.anchor is not None and p.name not in self.overridden
         ]
+
+    def held_value(self, name: str, log_reference: Mapping[str, Any], exp=np.exp):
+        """The value of ``name``, a parameter held fixed and not pooled, in a model of the runs
+        whose inputs' mean logs are ``log_reference`` (:attr:`Design.log_reference`).
+
+        It is its ``Fixed`` prior's value; for an anchor nobody has set, it is the geometric
+        mean of the anchor's input over those runs, ``exp(log_reference[input])``, the value
+        :meth:`anchored` records. So :func:`bayescale.fit_batch` builds one program for all its
+        curves and anchors each curve at its own runs. ``exp`` is the array library's (NumPy's,
+        JAX's or PyTensor's).
+
+        Examples
+        --------
+        >>> spec = ModelSpec.create("anchored_power_law")
+        >>> round(float(spec.held_value("x_ref", {"x": np.log(1e7)})))
+        10000000
+        """
+        if name in self.unset_anchors():
+            return exp(log_reference[self.law.parameter(name).anchor])
+        return self.priors[name].fixed_value
 
     # ------------------------------------------------------------------ views
     @property
@@ -514,14 +532,6 @@ class Design:
 
     @classmethod
     def from_runs(cls, runs: Runs, spec: ModelSpec) -> Design:
-        unset = spec.unset_anchors()
-        if unset:
-            raise SettingsError(
-                f"{unset[0]!r} anchors law {spec.law.name!r} and is not set: fix it with "
-                f"priors={{{unset[0]!r}: 'Fixed(value)'}} (fit_batch needs this: one anchor for "
-                "every curve), or fit with bayescale.fit, which anchors the law at the geometric "
-                "mean of the fitted runs (ModelSpec.anchored)"
-            )
         missing = [c for c in spec.group_columns if c not in runs.groups]
         if missing:
             known = ", ".join(runs.groups) or "none"
@@ -796,7 +806,7 @@ def sample_parameters(
             ):
                 values[coefficient] = value
         if prior.is_fixed and pooling is None:
-            values[name] = population[name] = prior.fixed_value
+            values[name] = population[name] = spec.held_value(name, design.log_reference, jnp.exp)
             continue
         if pooling is not None:
             sd = _hyperparameter(pooling.sd_name, spec.priors[pooling.sd_name])

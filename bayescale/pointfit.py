@@ -38,12 +38,21 @@ HUBER_DELTA = 1e-3
 """Knee of the Huber loss of Hoffmann et al. (2022) and Besiroglu et al. (2024)."""
 
 
-def free_and_fixed(law: Law, priors=None) -> tuple[list, dict[str, float]]:
+def free_and_fixed(law: Law, priors=None, inputs=None) -> tuple[list, dict[str, float]]:
     """The law's free parameters and the values of its fixed ones, under ``priors`` (a mapping
-    of parameter name to :class:`~bayescale.priors.Prior`; by default the law's own)."""
-    priors = priors or {p.name: p.prior for p in law.parameters}
+    of parameter name to :class:`~bayescale.priors.Prior`, such as a fit's ``spec.priors``).
+
+    By default the law's own priors, with each anchor at the geometric mean of its input in
+    ``inputs`` (the fitted runs' inputs), where :func:`bayescale.fit` anchors it.
+    """
+    own = priors is None
+    priors = {p.name: p.prior for p in law.parameters} if own else priors
     free = [p for p in law.parameters if not priors[p.name].is_fixed]
     fixed = {p.name: priors[p.name].fixed_value for p in law.parameters if priors[p.name].is_fixed}
+    if own and any(p.anchor is not None for p in law.parameters):
+        if inputs is None:
+            raise ValueError(f"law {law.name!r} has an anchor: give the fitted runs' inputs")
+        fixed.update(law.anchor_values(inputs))
     return free, fixed
 
 

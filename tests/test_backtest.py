@@ -109,3 +109,26 @@ def test_backtest_of_many_curves_with_law_selection():
     assert table.loc[("a", "bayescale"), "coverage_90"] == pytest.approx(inside)
     with pytest.raises(bs.SettingsError, match="one input"):
         backtest_curves(frame, ["chinchilla"], by="curve", y="loss", axis="x", fraction=0.5)
+
+
+def test_point_fits_anchor_a_law_where_bayescale_fit_does():
+    """The baselines' point fits of an anchored law fix its anchor at the geometric mean of the
+    fitted runs, as bayescale.fit does, and keep it across bootstrap refits."""
+    from bayescale.backtest import point_fit_forecast
+    from bayescale.pointfit import free_and_fixed
+
+    law = bs.get_law("anchored_power_law")
+    x = np.geomspace(1e6, 1e10, 14)
+    truth = {"L_ref": 2.5, "F": 0.6, "slope": 0.08, "x_ref": 1e8}
+    y = simulate("anchored_power_law", {"x": x}, truth, 0.01, seed=5)["loss"].to_numpy()
+    free, fixed = free_and_fixed(law, inputs={"x": x[:10]})
+    assert [p.name for p in free] == ["L_ref", "F", "slope"]
+    assert fixed == {"x_ref": pytest.approx(10 ** (6 + 4 * 9 / 13 / 2), rel=1e-12)}
+    with pytest.raises(ValueError, match="has an anchor"):
+        free_and_fixed(law)
+    rng = np.random.default_rng(0)
+    forecast = point_fit_forecast(
+        "huber", law, {"x": x[:10]}, y[:10], {"x": x[10:]}, y[10:], 20, rng
+    )
+    # 1% noise, the right law: the forecast four steps beyond the fitted runs is within 3%
+    np.testing.assert_allclose(forecast.median, y[10:], rtol=0.03)

@@ -201,12 +201,19 @@ def test_anchor_declarations_are_checked():
             inputs=["x"],
             parameters={"A": "LogNormal(0, 1)", "x_ref": {"anchor": "x", "prior": "Fixed(2)"}},
         )
-    with pytest.raises(LawError, match="an anchor must be positive and name an input"):
+    with pytest.raises(LawError, match="an anchor must be positive and name a positive input"):
         Law.from_formula(
             "bad",
             "A * (x / x_ref)^-0.3",
             inputs=["x"],
             parameters={"A": "LogNormal(0, 1)", "x_ref": {"anchor": "z", "support": "positive"}},
+        )
+    with pytest.raises(LawError, match=r"got 't'; positive inputs: x\)"):  # log t is undefined
+        Law.from_formula(
+            "bad",
+            "A * (x / x_ref)^-0.3 + t",
+            inputs={"x": "size", "t": {"description": "shift", "support": "real"}},
+            parameters={"A": "LogNormal(0, 1)", "x_ref": {"anchor": "t", "support": "positive"}},
         )
     law = bs.get_law("anchored_power_law")
     assert law.parameter("x_ref").anchor == "x"

@@ -299,8 +299,8 @@ def test_anchors_are_fixed_at_the_geometric_mean_of_the_fitted_runs_or_by_the_us
     spec = ModelSpec.create("anchored_power_law")
     runs = bs.load_runs(frame, law=spec.law, y="loss")
     assert spec.unset_anchors() == ["x_ref"]
-    with pytest.raises(SettingsError, match="'x_ref' anchors law 'anchored_power_law' and is not"):
-        Design.from_runs(runs, spec)  # fit_batch's path: no anchor, no model
+    design = Design.from_runs(runs, spec)  # fit_batch's path: the model takes the runs' anchor
+    assert float(spec.held_value("x_ref", design.log_reference)) == pytest.approx(10**7.75)
     anchored = spec.anchored(runs)
     assert anchored.priors["x_ref"].fixed_value == pytest.approx(10**7.75, rel=1e-12)
     assert anchored.unset_anchors() == []
@@ -309,7 +309,7 @@ def test_anchors_are_fixed_at_the_geometric_mean_of_the_fitted_runs_or_by_the_us
     assert restored.anchored(runs).priors["x_ref"] is restored.priors["x_ref"]
     chosen = ModelSpec.create("anchored_power_law", priors={"x_ref": "Fixed(20)"})
     assert chosen.anchored(runs).priors["x_ref"].fixed_value == 20
-    Design.from_runs(runs, chosen)  # a user's anchor needs no runs to set it
+    assert chosen.held_value("x_ref", design.log_reference) == 20  # the user's, not the runs'
     with pytest.raises(PriorError, match="give it as Fixed"):
         ModelSpec.create("anchored_power_law", priors={"x_ref": "LogNormal(0, 1)"})
     with pytest.raises(PriorError, match="cannot be pooled"):

@@ -274,7 +274,7 @@ def _sample_parameters(spec: ModelSpec, design: Design) -> tuple[dict, dict]:
             for coefficient in regression.coefficient_names:
                 values[coefficient] = prior_variable(coefficient, spec.priors[coefficient])
         if prior.is_fixed and pooling is None:
-            values[name] = population[name] = prior.fixed_value
+            values[name] = population[name] = spec.held_value(name, design.log_reference)
             continue
         if pooling is not None:
             sd = _hyperparameter(pooling.sd_name, spec.priors[pooling.sd_name])
