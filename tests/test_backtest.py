@@ -113,7 +113,7 @@ def test_backtest_of_many_curves_with_law_selection():
 
 def test_point_fits_anchor_a_law_where_bayescale_fit_does():
     """The baselines' point fits of an anchored law fix its anchor at the geometric mean of the
-    fitted runs, as bayescale.fit does, and keep it across bootstrap refits."""
+    fitted runs, as bayescale.fit does (the bootstrap refits reuse the same fixed values)."""
     from bayescale.backtest import point_fit_forecast
     from bayescale.pointfit import free_and_fixed
 
