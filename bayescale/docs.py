@@ -18,8 +18,8 @@ support and default prior, outcome type and citation. Priors use numpyro's param
 A parameter with a *reference* is sampled as the log of its term at a reference scale inside the
 data (the geometric mean of the input): the posterior and its prior are those of the parameter as
 written, only the sampler's coordinates change (see `bayescale.model`). An *anchor* is not
-estimated: `bayescale.fit` fixes it at the geometric mean of its input over the fitted runs, unless
-a `Fixed` prior gives its value.
+estimated: `bayescale.fit` fixes it at the geometric mean of its input over the fitted runs
+(`bayescale.fit_batch`, over each curve's runs), unless a `Fixed` prior gives its value.
 """
 
 
