@@ -61,7 +61,6 @@ import numpyro
 import pandas as pd
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import init_to_sample
-from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from bayescale.data import Runs, load_runs
@@ -69,10 +68,12 @@ from bayescale.errors import ConvergenceWarning, DataError, SettingsError
 from bayescale.inference import (
     DENSE_MASS_MAX_DIMENSION,
     LAPLACE_MAX_DIMENSION,
+    NUTS_STATISTICS,
     InitReport,
     SamplerSettings,
     _prior_starts,
     jax_device,
+    nuts_chain,
 )
 from bayescale.laws import Law, get_law
 from bayescale.likelihoods import ObservationModel, default_observation_model
@@ -636,39 +637,21 @@ def _sample_curve(program: _Program, key, data):
         if program.dense_mass == "auto"
         else bool(program.dense_mass)
     )
-    init_kernel, sample_kernel = hmc(potential_fn=standardised_potential, algo="NUTS")
-
-    def run_chain(chain_key, start):
-        state = init_kernel(
-            start,
-            program.warmup,
-            dense_mass=dense,
-            target_accept_prob=program.target_accept,
-            max_tree_depth=program.max_tree_depth,
-            trajectory_length=None,
-            rng_key=chain_key,
-        )
-
-        def step(s, _):
-            s = sample_kernel(s)
-            return s, (s.z, s.potential_energy, s.energy, s.num_steps, s.accept_prob, s.diverging)
-
-        # One loop over warm-up and sampling: the kernel is compiled once, not twice.
-        state, kept = jax.lax.scan(step, state, None, length=program.warmup + program.draws)
-        kept = jax.tree.map(lambda v: v[program.warmup :], kept)
-        return kept, state.adapt_state.step_size
-
+    run_chain = nuts_chain(
+        standardised_potential,
+        warmup=program.warmup,
+        draws=program.draws,
+        dense=dense,
+        target_accept=program.target_accept,
+        max_tree_depth=program.max_tree_depth,
+    )
     chain_keys = jax.random.split(key_chains, program.chains)
-    (u, pe, energy, steps, accept, diverging), step_size = jax.vmap(run_chain)(
+    kept, step_size = jax.vmap(run_chain)(
         chain_keys, (chain_points - best_point[None, :]) / scale[None, :]
     )
     return {
-        "z": best_point + scale * u,
-        "potential_energy": pe,
-        "energy": energy,
-        "num_steps": steps,
-        "accept_prob": accept,
-        "diverging": diverging,
+        **kept,
+        "z": best_point + scale * kept["z"],
         "step_size": step_size,
         "optimum_values": values,
         "optimum_points": points,
@@ -869,10 +852,7 @@ def _fit(
             if pooling is not None and values.ndim == 3:  # (chain, draw, padded groups)
                 values = values[..., : len(design.group_labels[pooling.group])]
             samples[name] = values
-        extra = {
-            k: sampled[k][i]
-            for k in ("num_steps", "diverging", "energy", "accept_prob", "potential_energy")
-        }
+        extra = {k: sampled[k][i] for k in NUTS_STATISTICS}
         sampler = {
             **asdict(settings),
             "backend": "numpyro",

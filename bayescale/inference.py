@@ -1,4 +1,4 @@
-"""Posterior sampling: multi-start initialisation, NUTS through numpyro, and the fit entry point.
+"""Posterior sampling: multi-start initialisation, NUTS (numpyro's kernel), and the fit entry point.
 
 :func:`fit` is the one function most users call. It validates the runs, compiles the model,
 finds starting points by optimising the log posterior from many random starts (so that
@@ -13,12 +13,11 @@ float32 loses those differences (see docs/performance.md).
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,11 @@ import pandas as pd
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer import MCMC, NUTS, Predictive, init_to_sample, init_to_value, log_likelihood
+from numpyro.infer import Predictive, init_to_sample, init_to_value, log_likelihood
+from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from bayescale.data import Runs, load_runs
 from bayescale.errors import ConvergenceWarning, SettingsError
@@ -44,6 +45,7 @@ from bayescale.model import (
     OBSERVED_SITE,
     Design,
     ModelSpec,
+    conditional_site,
     numpyro_model,
     pointwise_log_likelihood,
 )
@@ -86,7 +88,7 @@ class SamplerSettings:
     starts : int
         Random starts of the initial optimisation.
     progress : bool
-        Show numpyro's progress bar.
+        Show a progress bar of the chains' iterations (all chains together).
     device : str or None
         Where JAX runs the sampler: ``"cpu"`` (default), ``"gpu"``, or ``None`` for JAX's default
         (the GPU when JAX was installed with GPU support). A single fit runs faster on the CPU
@@ -378,6 +380,9 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
             settings.starts,
             settings.chains,
             auto_centring=auto_centring,
+            held_sites=[
+                conditional_site(p.parameter) for p in spec.pooling if p.conditionally_centred
+            ],
         )
         model, init_report, dimension = starts.model, starts.report, starts.dimension
         dense = (
@@ -385,46 +390,28 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
             if settings.dense_mass == "auto"
             else bool(settings.dense_mass)
         )
-        kernel = NUTS(
-            potential_fn=starts.coordinates.potential,
-            dense_mass=dense,
-            target_accept_prob=settings.target_accept,
-            max_tree_depth=settings.max_tree_depth,
+        chains = run_chains(
+            starts.coordinates.potential,
+            starts.standardised_init,
+            key_mcmc,
+            settings,
+            dense=dense,
+            method=chain_method,
         )
-        mcmc = MCMC(
-            kernel,
-            num_warmup=settings.warmup,
-            num_samples=settings.draws,
-            num_chains=settings.chains,
-            chain_method=_numpyro_chain_method(chain_method, settings),
-            progress_bar=settings.progress,
-            postprocess_fn=starts.coordinates.postprocess,
-        )
-        with warnings.catch_warnings():
-            # numpyro warns when chains outnumber devices; "vectorized" is our explicit choice.
-            warnings.filterwarnings("ignore", message="There are not enough devices")
-            mcmc.run(
-                key_mcmc,
-                init_params=jnp.asarray(starts.standardised_init),
-                extra_fields=(
-                    "num_steps",
-                    "diverging",
-                    "energy",
-                    "accept_prob",
-                    "potential_energy",
-                ),
-            )
-        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-        step_size = np.asarray(mcmc.last_state.adapt_state.step_size)
+        coordinates = starts.coordinates
 
         @jax.jit
-        def after_sampling(samples, key):
+        def after_sampling(z, key):
+            key, key_held = jax.random.split(key)
+            held_keys = jax.random.split(key_held, z.shape[:2])
+            samples = jax.vmap(jax.vmap(coordinates.postprocess))(z, held_keys)
             pointwise = _pointwise_log_likelihood(spec, model, samples, y)
             draws = Predictive(model, posterior_samples=samples, batch_ndims=2)(key)
-            return pointwise, spec.observation.to_outcome(draws[OBSERVED_SITE], trials)
+            return samples, pointwise, spec.observation.to_outcome(draws[OBSERVED_SITE], trials)
 
-        pointwise, predictive = (np.asarray(a) for a in after_sampling(samples, key_predictive))
+        samples, pointwise, predictive = jax.tree.map(
+            np.asarray, after_sampling(chains.draws, key_predictive)
+        )
     elapsed = time.perf_counter() - started
     sampler = {
         **asdict(settings),
@@ -433,7 +420,8 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         "chain_method_used": chain_method,
         "dense_mass_used": dense,
         "sampled_dimension": dimension,
-        "step_size": np.broadcast_to(step_size, (settings.chains,)).tolist(),
+        "step_size": chains.step_size.tolist(),
+        "nuts_seconds": round(chains.seconds, 3),
         "wall_seconds": round(elapsed, 3),
         "init": asdict(init_report),
     }
@@ -444,7 +432,7 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         spec=spec,
         design=design,
         samples=samples,
-        extra=extra,
+        extra=chains.statistics,
         pointwise_log_likelihood=pointwise,
         posterior_predictive=predictive,
         sampler=sampler,
@@ -484,14 +472,141 @@ def resolve_chain_method(settings: SamplerSettings) -> str:
     return "vectorized"
 
 
-def _numpyro_chain_method(method: str, settings: SamplerSettings):
-    """numpyro's ``chain_method`` for a resolved method: ``parallel`` maps the chains over the
-    fit's own devices (numpyro's string ``parallel`` would take JAX's default platform, the GPU
-    on a GPU machine even for a CPU fit)."""
-    if method != "parallel":
-        return method
-    devices = jax.devices(settings.device)[: settings.chains]
-    return functools.partial(jax.pmap, devices=devices)
+NUTS_STATISTICS = ("num_steps", "diverging", "energy", "accept_prob", "potential_energy")
+"""What every NUTS iteration records besides the position (the fit's ``sample_stats``)."""
+
+
+def nuts_chain(
+    potential,
+    *,
+    warmup: int,
+    draws: int,
+    dense: bool,
+    target_accept: float,
+    max_tree_depth: int,
+    progress=None,
+):
+    """One NUTS chain (numpyro's kernel) as a pure function ``run(key, start)``.
+
+    ``run`` adapts the step size and the mass matrix over ``warmup`` iterations (Stan's
+    windows, as numpyro's ``NUTS`` does), then samples ``draws`` iterations, all in one
+    ``lax.scan`` (the kernel is compiled once). It returns the kept iterations, a dict with the
+    position ``z`` and :data:`NUTS_STATISTICS`, and the adapted step size. ``progress``, when
+    given, is called with the iteration number inside the loop (see :class:`_ProgressBar`).
+
+    Why not numpyro's ``MCMC``: its driver stores every draw into the loop's carried state, and
+    on a CPU that took 2.3x to 2.9x the time of this loop for the same chains on benchmark (b)
+    (docs/performance.md, "Time around NUTS").
+    """
+    init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
+
+    def run(key, start):
+        state = init_kernel(
+            start,
+            warmup,
+            dense_mass=dense,
+            target_accept_prob=target_accept,
+            max_tree_depth=max_tree_depth,
+            trajectory_length=None,
+            # numpyro's HMC.init splits a chain's key first: with the same split, a seed gives
+            # the draws numpyro's MCMC gave
+            rng_key=jax.random.split(key)[0],
+        )
+
+        def step(state, iteration):
+            state = sample_kernel(state)
+            if progress is not None:
+                progress(iteration)
+            return state, (state.z, *(getattr(state, name) for name in NUTS_STATISTICS))
+
+        state, kept = jax.lax.scan(step, state, jnp.arange(warmup + draws))
+        kept = dict(zip(("z", *NUTS_STATISTICS), (v[warmup:] for v in kept), strict=True))
+        return kept, state.adapt_state.step_size
+
+    return run
+
+
+@dataclass(frozen=True)
+class Chains:
+    """What :func:`run_chains` returns, every array with leading axes ``(chain, draw)``."""
+
+    draws: np.ndarray
+    """Positions, ``(chain, draw, dimension)``."""
+    statistics: dict[str, np.ndarray]
+    """:data:`NUTS_STATISTICS` of every kept iteration."""
+    step_size: np.ndarray
+    """Each chain's adapted step size."""
+    seconds: float
+    """Time the compiled chains ran, compilation excluded."""
+
+
+def run_chains(
+    potential, starts, key, settings: SamplerSettings, *, dense: bool, method: str
+) -> Chains:
+    """Run ``settings.chains`` NUTS chains of ``potential`` from ``starts`` (one row per chain)
+    in one compiled program: ``vectorized`` (``jax.vmap`` over chains on one device),
+    ``sequential`` (``lax.map``: one chain after the other) or ``parallel`` (``jax.pmap``: one
+    device of the fit's kind per chain). Chain ``i`` uses the ``i``-th key of
+    ``jax.random.split(key, chains)``.
+    """
+    chains = settings.chains
+    iterations = settings.warmup + settings.draws
+    per_call = chains if method == "vectorized" else 1
+    progress = _ProgressBar(chains, iterations, per_call) if settings.progress else None
+    run = nuts_chain(
+        potential,
+        warmup=settings.warmup,
+        draws=settings.draws,
+        dense=dense,
+        target_accept=settings.target_accept,
+        max_tree_depth=settings.max_tree_depth,
+        progress=progress,
+    )
+    if method == "parallel":
+        program = jax.pmap(run, devices=jax.devices(settings.device)[:chains])
+    elif method == "sequential":
+        program = jax.jit(lambda keys, starts: jax.lax.map(lambda pair: run(*pair), (keys, starts)))
+    else:
+        program = jax.jit(jax.vmap(run))
+    keys = jax.random.split(key, chains)
+    starts = jnp.asarray(starts)
+    compiled = program.lower(keys, starts).compile()
+    started = time.perf_counter()
+    kept, step_size = jax.block_until_ready(compiled(keys, starts))
+    seconds = time.perf_counter() - started
+    if progress is not None:
+        progress.close()
+    kept = {name: np.asarray(values) for name, values in kept.items()}
+    return Chains(kept.pop("z"), kept, np.asarray(step_size), seconds)
+
+
+class _ProgressBar:
+    """A progress bar over every chain's iterations, advanced from inside the compiled loop
+    (about 100 updates per chain). Each update advances ``chains_per_call`` chains: all of them
+    when the chains are vectorised (the iteration number is the same for every chain, so
+    ``jax.vmap`` makes one call), one otherwise."""
+
+    def __init__(self, chains: int, iterations: int, chains_per_call: int):
+        self.bar = tqdm(total=chains * iterations, desc="NUTS, all chains")
+        self.iterations = iterations
+        self.every = max(1, iterations // 100)
+        self.chains_per_call = chains_per_call
+
+    def __call__(self, iteration):
+        done = iteration + 1
+        jax.lax.cond(
+            (done % self.every == 0) | (done == self.iterations),
+            lambda: jax.debug.callback(
+                self._advance, jnp.where(done % self.every, done % self.every, self.every)
+            ),
+            lambda: None,
+        )
+
+    def _advance(self, count):
+        self.bar.update(int(count) * self.chains_per_call)
+
+    def close(self):
+        self.bar.close()
 
 
 def use_cpu_devices(count: int | None = None) -> int:
@@ -555,6 +670,7 @@ def multistart_init(
     chains: int,
     *,
     auto_centring: AutoCentring | None = None,
+    held_sites: Iterable[str] = (),
 ):
     """Optimise the log posterior from many prior draws and start the chains near the best.
 
@@ -567,7 +683,9 @@ def multistart_init(
     point and the chains sample the partially centred model ``auto_centring.build`` makes.
     Chains start at draws from the Laplace approximation around the best point (the Hessian
     from differences of the exact gradient), truncated at two standard deviations, so that
-    R-hat can still see disagreement between chains.
+    R-hat can still see disagreement between chains. The sites ``held_sites`` (the standard
+    deviates of ``centered="conditional"`` poolings, see :class:`StandardisedCoordinates`)
+    are held at 0 and left out of the Laplace approximation and of the sampled coordinates.
 
     Returns
     -------
@@ -640,17 +758,27 @@ def multistart_init(
         best_point, unravel = ravel_pytree(info[0])
         best_point = np.asarray(best_point)
         value_and_grad = _numpy_value_and_grad(potential_fn, unravel)
-    dimension = best_point.shape[0]
-    cov_chol = _laplace_cholesky(value_and_grad, best_point)
+    held = np.concatenate(
+        [np.zeros(0, dtype=int)]
+        + [_flat_indices(unravel, best_point.shape[0], site) for site in held_sites]
+    )
+    best_point = np.array(best_point)
+    best_point[held] = 0.0
+    free = np.setdiff1d(np.arange(best_point.shape[0]), held)
+    cov_chol = _laplace_cholesky(value_and_grad, best_point, free)
+    scale = np.ones(best_point.shape[0])
     if cov_chol is None:  # no usable Laplace approximation: spread 0.1, coordinates as they are
-        cov_chol, scale = 0.1 * np.eye(dimension), np.ones(dimension)
+        cov_chol = 0.1 * np.eye(free.size)
     else:
-        scale = np.sqrt(np.sum(cov_chol**2, axis=1))  # the Laplace standard deviations
-    noise = np.clip(np.asarray(jax.random.normal(key_jitter, (chains, dimension))), -2.0, 2.0)
-    chain_points = best_point[None, :] + noise @ cov_chol.T
+        scale[free] = np.sqrt(np.sum(cov_chol**2, axis=1))  # the Laplace standard deviations
+    noise = np.clip(np.asarray(jax.random.normal(key_jitter, (chains, free.size))), -2.0, 2.0)
+    chain_points = np.repeat(best_point[None, :], chains, axis=0)
+    chain_points[:, free] += noise @ cov_chol.T
     chain_values = np.array([value_and_grad(point)[0] for point in chain_points])
     chain_points[~np.isfinite(chain_values)] = best_point
-    coordinates = StandardisedCoordinates(best_point, scale, potential_fn, postprocess_fn, unravel)
+    coordinates = StandardisedCoordinates(
+        best_point, scale, potential_fn, postprocess_fn, unravel, held
+    )
     return Starts(model, chain_points, report, coordinates, centrings)
 
 
@@ -760,21 +888,38 @@ class StandardisedCoordinates:
     potential_fn: Any
     postprocess_fn: Any
     unravel: Any
+    held: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    """Positions of the flat vector that NUTS does not move: the standard deviates of a
+    ``centered="conditional"`` pooling. A posteriori they are exactly standard normal and
+    independent of everything else (see :class:`~bayescale.priors.Pooling`), so the density
+    with them held at 0 is the marginal posterior of the rest up to a constant: NUTS samples
+    the rest with them at 0, and every draw gets fresh standard normal values afterwards
+    (:meth:`postprocess`), which makes it an exact draw of the whole posterior."""
 
-    def to_model(self, z):
-        """The model's unconstrained parameters (a dict) at standardised coordinates ``z``."""
-        return self.unravel(self.centre + self.scale * z)
+    @property
+    def free(self) -> np.ndarray:
+        """Positions of the flat vector NUTS moves (every one but :attr:`held`)."""
+        return np.setdiff1d(np.arange(self.centre.size), self.held)
+
+    def to_model(self, z, held=0.0):
+        """The model's unconstrained parameters (a dict) at standardised coordinates ``z`` of
+        the :attr:`free` positions, with ``held`` (model scale) at the held ones."""
+        free = self.free
+        flat = jnp.zeros(self.centre.size).at[free].set(self.centre[free] + self.scale[free] * z)
+        return self.unravel(flat.at[self.held].set(held))
 
     def from_model(self, flat: np.ndarray) -> np.ndarray:
         """Standardised coordinates of the model's flat unconstrained vector(s) ``flat``."""
-        return (np.asarray(flat) - self.centre) / self.scale
+        return ((np.asarray(flat) - self.centre) / self.scale)[..., self.free]
 
     def potential(self, z):
         return self.potential_fn(self.to_model(z))
 
-    def postprocess(self, z):
-        """Constrained values and deterministic sites, as numpyro's samples of the model."""
-        return self.postprocess_fn(self.to_model(z))
+    def postprocess(self, z, key=None):
+        """Constrained values and deterministic sites, as numpyro's samples of the model; the
+        held positions get standard normal values drawn with ``key`` (0 without one)."""
+        held = 0.0 if key is None else jax.random.normal(key, (self.held.size,))
+        return self.postprocess_fn(self.to_model(z, held))
 
 
 @dataclass(frozen=True)
@@ -793,7 +938,8 @@ class Starts:
 
     @property
     def dimension(self) -> int:
-        return self.chain_points.shape[1]
+        """The number of coordinates NUTS moves."""
+        return self.coordinates.free.size
 
     @property
     def init_params(self) -> dict[str, Any]:
@@ -859,26 +1005,29 @@ LAPLACE_MAX_DIMENSION = 2000
 and NUTS samples the model's coordinates unscaled."""
 
 
-def _laplace_cholesky(value_and_grad, point: np.ndarray) -> np.ndarray | None:
-    """Cholesky factor of the Laplace covariance (inverse Hessian of the negative log density).
+def _laplace_cholesky(
+    value_and_grad, point: np.ndarray, positions: np.ndarray
+) -> np.ndarray | None:
+    """Cholesky factor of the Laplace covariance (inverse Hessian of the negative log density)
+    of the coordinates at ``positions``, the others held where ``point`` has them.
 
     The Hessian is the central difference of the exact gradient (``value_and_grad``, already
-    compiled for the optimisation): ``2 d`` gradient calls, no new compiled program. Its error
-    is of order ``h^2`` (steps ``h = 1e-5`` relative), far below what a starting spread needs;
-    against ``jax.hessian`` the covariance agreed to 2e-7 (relative) on the 409-dimensional
-    Goldfish hierarchy, in 0.2 s instead of 1.8 s of compiling and running.
+    compiled for the optimisation): ``2 len(positions)`` gradient calls, no new compiled
+    program. Its error is of order ``h^2`` (steps ``h = 1e-5`` relative), far below what a
+    starting spread needs; against ``jax.hessian`` the covariance agreed to 2e-7 (relative) on
+    the 409-dimensional Goldfish hierarchy, in 0.2 s instead of 1.8 s of compiling and running.
 
     Returns ``None`` when the Hessian is too large, not finite or not positive definite (a
     boundary optimum or a flat direction).
     """
-    dimension = point.shape[0]
-    if dimension > LAPLACE_MAX_DIMENSION:
+    if positions.size > LAPLACE_MAX_DIMENSION:
         return None
-    hessian = _hessian_rows(value_and_grad, point, np.arange(dimension))
-    if hessian is None:
+    rows = _hessian_rows(value_and_grad, point, positions)
+    if rows is None:
         return None
+    hessian = rows[:, positions]
     try:
-        factor = np.linalg.cholesky(np.linalg.inv(hessian))
+        factor = np.linalg.cholesky(np.linalg.inv(0.5 * (hessian + hessian.T)))
     except np.linalg.LinAlgError:
         return None
     return factor if np.all(np.isfinite(factor)) else None
@@ -888,8 +1037,7 @@ def _hessian_rows(value_and_grad, point: np.ndarray, rows: np.ndarray) -> np.nda
     """Rows ``rows`` of the Hessian of the potential at ``point``, ``(len(rows), dimension)``.
 
     Central differences of the exact gradient, steps ``h = 1e-5`` relative (two gradient calls
-    per row); where every row is asked for, the result is symmetrised. ``None`` where the
-    potential is not finite on either side of a step.
+    per row). ``None`` where the potential is not finite on either side of a step.
     """
     hessian = np.empty((rows.size, point.shape[0]))
     for row, i in enumerate(rows):
@@ -900,8 +1048,6 @@ def _hessian_rows(value_and_grad, point: np.ndarray, rows: np.ndarray) -> np.nda
         if not (np.isfinite(above) and np.isfinite(below)):
             return None
         hessian[row] = (grad_above - grad_below) / (2 * step[i])
-    if rows.size == point.shape[0]:
-        hessian = 0.5 * (hessian + hessian.T)
     return hessian
 
 

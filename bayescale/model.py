@@ -867,6 +867,12 @@ def sample_parameters(
     return values, logs
 
 
+def conditional_site(parameter: str) -> str:
+    """The sample site of a ``centered="conditional"`` pooling's standard deviates (one per
+    group; see :class:`ConditionalGroups`)."""
+    return parameter + INTERNAL_MARK + "conditional"
+
+
 @dataclass(frozen=True)
 class ConditionalGroups:
     """A ``centered="conditional"`` pooling inside :func:`numpyro_model`: the groups' log
@@ -896,7 +902,7 @@ class ConditionalGroups:
         mean = center + (pull - weight * center) * self.sd**2 / shrink
         scale = self.sd / jnp.sqrt(shrink)
         z = numpyro.sample(
-            name + INTERNAL_MARK + "conditional",
+            conditional_site(name),
             dist.ImproperUniform(dist.constraints.real, (), (groups,)),
         )
         u = mean + scale * z

@@ -476,7 +476,11 @@ class Pooling:
     curvature, whatever their runs say about them and whatever the spread. It goes one step
     beyond the partially centred form above: that one makes a normal group value's sampled
     coordinate independent of the population mean, this one, centred on the runs as well as on
-    the population, makes it independent of every other parameter.
+    the population, makes it independent of every other parameter. So ``bayescale.fit`` does not
+    let NUTS move ``z`` at all: the density with ``z = 0`` is the marginal posterior of the rest
+    (up to a constant), NUTS samples that, and each draw then gets ``z`` drawn from the standard
+    normal, an exact draw of the joint posterior with the group values integrated out of the
+    sampler's geometry (``StandardisedCoordinates.held`` in ``bayescale.inference``).
     """
 
     parameter: str

@@ -5,7 +5,8 @@ process that splits the CPU into 4 devices, and are compared here with the same 
 process's devices:
 
 * a single fit with ``chain_method="auto"`` runs its chains in parallel (one device each) and
-  gives the posterior that vectorised chains give, within Monte Carlo error;
+  gives the posterior that vectorised chains give, within Monte Carlo error (4 x 1,000 draws:
+  with 4 x 500 the parallel fit's R-hat was 1.011 with seed 3, over the 1.01 gate);
 * a batch split over the devices gives every curve the posterior it gets on one device.
 """
 
@@ -20,7 +21,7 @@ import jax
 import numpy as np
 import pytest
 from posterior_agreement import assert_same_posterior
-from simulation import FAST, simulate
+from simulation import LONGER, simulate
 from test_batch import SAMPLER, curves_frame
 
 import bayescale as bs
@@ -33,8 +34,8 @@ import json
 import bayescale as bs
 devices = bs.use_cpu_devices(4)
 from test_batch import SAMPLER, curves_frame
-from test_devices import FAST, single_curve
-single = bs.fit(single_curve(), "power_law_floor", y="loss", seed=3, **FAST)
+from test_devices import LONGER, single_curve
+single = bs.fit(single_curve(), "power_law_floor", y="loss", seed=3, **LONGER)
 batch = bs.fit_batch(curves_frame(seed=70), "power_law_floor", by="task", y="loss", seed=5,
                      **SAMPLER)
 single.save("{folder}/single.nc")
@@ -75,7 +76,7 @@ def test_auto_runs_chains_in_parallel_with_a_device_each(four_devices):
     assert report == {"devices": 4, "single": "parallel", "batch_devices": 3}
     parallel = bs.load_fit(folder / "single.nc")
     assert parallel.converged
-    vectorised = bs.fit(single_curve(), "power_law_floor", y="loss", seed=3, **FAST)
+    vectorised = bs.fit(single_curve(), "power_law_floor", y="loss", seed=3, **LONGER)
     assert vectorised.sampler["chain_method_used"] == "vectorized"
     assert_same_posterior(parallel, vectorised)
 

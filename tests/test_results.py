@@ -1,6 +1,7 @@
 """Fit results: the ArviZ schema, provenance, diagnostics, summaries, lossless save and load."""
 
 import json
+import warnings
 
 import arviz_stats
 import numpy as np
@@ -194,6 +195,30 @@ def test_the_same_seed_gives_the_same_draws():
     )
     assert sequential.converged
     assert sequential.sampler["chain_method"] == "sequential"
+
+
+@pytest.mark.parametrize("chain_method", ["vectorized", "sequential"])
+def test_the_progress_bar_counts_every_chain_iteration(chain_method, capsys):
+    """``progress=True`` shows one bar over all chains' iterations; it ends at chains x
+    (warm-up + draws) whether the chains run vectorised (one update advances every chain) or
+    one after the other. The draws are those of the same fit without the bar."""
+    from simulation import simulate
+
+    frame = simulate(
+        "power_law_floor",
+        {"x": np.geomspace(1e6, 1e10, 12)},
+        {"L_inf": 1.7, "x0": 1e5, "alpha": 0.3},
+        0.01,
+        seed=4,
+    )
+    options = {"seed": 21, "chain_method": chain_method, "chains": 3, "draws": 150, "warmup": 50}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)  # short chains; not checked here
+        shown = bs.fit(frame, "power_law_floor", y="loss", progress=True, **options)
+        quiet = bs.fit(frame, "power_law_floor", y="loss", **options)
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "NUTS, all chains" in final and "600/600" in final
+    xr.testing.assert_allclose(shown.datatree["posterior"], quiet.datatree["posterior"])
 
 
 def test_sampler_settings_are_validated():
