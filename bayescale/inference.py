@@ -494,9 +494,9 @@ def nuts_chain(
     position ``z`` and :data:`NUTS_STATISTICS`, and the adapted step size. ``progress``, when
     given, is called with the iteration number inside the loop (see :class:`_ProgressBar`).
 
-    Why not numpyro's ``MCMC``: its driver stores every draw into the loop's carried state, and
-    on a CPU that took 2.3x to 2.9x the time of this loop for the same chains on benchmark (b)
-    (docs/performance.md, "Time around NUTS").
+    Why not numpyro's ``MCMC``: around the same kernel, its driver took 2.3x to 2.9x the time
+    of this loop for the same chains on a CPU (benchmark (b); docs/performance.md, "The NUTS
+    loop").
     """
     init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
 
@@ -508,8 +508,8 @@ def nuts_chain(
             target_accept_prob=target_accept,
             max_tree_depth=max_tree_depth,
             trajectory_length=None,
-            # numpyro's HMC.init splits a chain's key first: with the same split, a seed gives
-            # the draws numpyro's MCMC gave
+            # numpyro's HMC.init splits a chain's key first; the same split starts each chain's
+            # random stream where numpyro's MCMC started it
             rng_key=jax.random.split(key)[0],
         )
 

@@ -12,10 +12,11 @@ runs, 202 languages with 1 to 5 runs each). Model, per language ``l``::
     L_l(D) = B_l / D^beta_l        D = training data in English-equivalent MB
 
 with ``B`` and ``beta`` partially pooled over languages and a log-normal observation model;
-``B`` is sampled at the reference scale of ``D`` with each language's own exponent. 409 sampled
+``B`` is sampled at the reference scale of ``D`` with each language's own exponent. 409
 dimensions. bayescale samples ``B`` centred on each language's conditional posterior
 (``centered="conditional"``: the law is proportional to ``B``, so given the rest each
-language's log ``B`` is normal; see :class:`bayescale.Pooling`) and ``beta`` in the centred
+language's log ``B`` is normal; see :class:`bayescale.Pooling`; NUTS then moves the other 207
+coordinates and each draw gets its 202 standard deviates afterwards) and ``beta`` in the centred
 form (each language's value drawn from the population directly), at its default target
 acceptance 0.9 and at 0.8; the row "B centred" samples ``B`` in the centred form too, the form
 PyMC samples (PyMC's default NUTS and PyMC with numpyro's NUTS, as in benchmark (a)): the same
