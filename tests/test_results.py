@@ -176,16 +176,23 @@ def test_non_converged_fit_warns_with_advice():
         bs.fit(frame, "power_law_floor", y="loss", chains=2, draws=20, warmup=20, seed=0)
 
 
-def test_the_same_seed_gives_the_same_draws():
-    from simulation import FAST, simulate
+def twelve_runs():
+    """Twelve simulated runs of a power law with a floor (1% noise), quick to fit."""
+    from simulation import simulate
 
-    frame = simulate(
+    return simulate(
         "power_law_floor",
         {"x": np.geomspace(1e6, 1e10, 12)},
         {"L_inf": 1.7, "x0": 1e5, "alpha": 0.3},
         0.01,
         seed=4,
     )
+
+
+def test_the_same_seed_gives_the_same_draws():
+    from simulation import FAST
+
+    frame = twelve_runs()
     first = bs.fit(frame, "power_law_floor", y="loss", seed=21, **FAST)
     second = bs.fit(frame, "power_law_floor", y="loss", seed=21, **FAST)
     # identical draws; only the creation time in the attributes differs
@@ -202,15 +209,7 @@ def test_the_progress_bar_counts_every_chain_iteration(chain_method, capsys):
     """``progress=True`` shows one bar over all chains' iterations; it ends at chains x
     (warm-up + draws) whether the chains run vectorised (one update advances every chain) or
     one after the other. The draws are those of the same fit without the bar."""
-    from simulation import simulate
-
-    frame = simulate(
-        "power_law_floor",
-        {"x": np.geomspace(1e6, 1e10, 12)},
-        {"L_inf": 1.7, "x0": 1e5, "alpha": 0.3},
-        0.01,
-        seed=4,
-    )
+    frame = twelve_runs()
     options = {"seed": 21, "chain_method": chain_method, "chains": 3, "draws": 150, "warmup": 50}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.ConvergenceWarning)  # short chains; not checked here
