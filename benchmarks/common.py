@@ -12,7 +12,7 @@ A measurement of a sampler is a :class:`Measurement`:
 * ``sampling_s``: the time without compilation: PyMC's own ``sampling_time`` for its NUTS (its
   PyTensor/numba compilation and initialisation come before it), ``wall_s - compile_s`` for
   bayescale and for PyMC with numpyro (for bayescale this still includes the multi-start
-  optimisation and the log-likelihood and predictive draws after sampling);
+  optimisation, the log-likelihood and predictive draws after sampling and the diagnostics);
 * ``nuts_s``: the time the NUTS chains ran (warm-up and sampling), nothing around them: for
   bayescale the compiled chains' run (``fit.sampler["nuts_seconds"]``), for PyMC's default
   sampler its ``sampling_time`` (the same thing), for PyMC with numpyro ``sampling_s`` (an
