@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import arviz_base
-import arviz_stats
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.convergence import rank_diagnostics
 from bayescale.errors import FitFileError
 from bayescale.laws import Law
 from bayescale.model import INTERNAL_MARK, Design, ModelSpec
@@ -160,9 +160,10 @@ def compute_diagnostics(datatree: xr.DataTree, max_tree_depth: int) -> Diagnosti
     chains = int(posterior.sizes["chain"])
     draws = int(posterior.sizes["draw"])
     stats = datatree["sample_stats"].to_dataset()
-    max_r_hat = _worst(arviz_stats.rhat(posterior), max) if chains >= 2 else math.nan
-    min_ess_bulk = _worst(arviz_stats.ess(posterior, method="bulk"), min)
-    min_ess_tail = _worst(arviz_stats.ess(posterior, method="tail"), min)
+    ranked = rank_diagnostics(posterior)
+    max_r_hat = _worst(ranked["r_hat"], np.max) if chains >= 2 else math.nan
+    min_ess_bulk = _worst(ranked["ess_bulk"], np.min)
+    min_ess_tail = _worst(ranked["ess_tail"], np.min)
     divergences = int(stats["diverging"].sum())
     hits = int((stats["tree_depth"] >= max_tree_depth).sum())
     energy = stats["energy"].values
@@ -227,9 +228,12 @@ def compute_diagnostics(datatree: xr.DataTree, max_tree_depth: int) -> Diagnosti
 
 
 def _worst(dataset: xr.Dataset, pick) -> float:
-    values = [float(v) for var in dataset.data_vars.values() for v in np.ravel(var.values)]
-    values = [v for v in values if not math.isnan(v)]
-    return pick(values) if values else math.nan
+    """The largest or smallest (``pick``) value over every variable, NaN ignored."""
+    values = np.concatenate(
+        [np.empty(0)] + [np.ravel(v.values) for v in dataset.data_vars.values()]
+    )
+    values = values[~np.isnan(values)]
+    return float(pick(values)) if values.size else math.nan
 
 
 def build_datatree(
@@ -455,9 +459,8 @@ class Fit:
         """
         low_name, high_name = interval_names(prob)
         posterior = self.datatree["posterior"].to_dataset()
-        rhat = arviz_stats.rhat(posterior) if posterior.sizes["chain"] > 1 else None
-        ess_bulk = arviz_stats.ess(posterior, method="bulk")
-        ess_tail = arviz_stats.ess(posterior, method="tail")
+        ranked = rank_diagnostics(posterior)
+        rhat, ess_bulk, ess_tail = ranked["r_hat"], ranked["ess_bulk"], ranked["ess_tail"]
         rows = []
         for name in posterior.data_vars:
             values = posterior[name]
