@@ -760,13 +760,12 @@ def multistart_init(
             validate_grad=False,
         )
         best_point, unravel = ravel_pytree(info[0])
-        best_point = np.asarray(best_point)
         value_and_grad = _numpy_value_and_grad(potential_fn, unravel)
     held = np.concatenate(
         [np.zeros(0, dtype=int)]
         + [_flat_indices(unravel, best_point.shape[0], site) for site in held_sites]
     )
-    best_point = np.array(best_point)
+    best_point = np.array(best_point)  # a writable NumPy copy
     best_point[held] = 0.0
     free = np.setdiff1d(np.arange(best_point.shape[0]), held)
     cov_chol = _laplace_cholesky(value_and_grad, best_point, free)
