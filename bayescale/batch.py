@@ -74,6 +74,7 @@ from bayescale.inference import (
     _prior_starts,
     jax_device,
     nuts_chain,
+    xla_compilations,
 )
 from bayescale.laws import Law, get_law
 from bayescale.likelihoods import ObservationModel, default_observation_model
@@ -95,9 +96,6 @@ OPTIMISER_STEPS = 500
 
 NEWTON_STEPS = 30
 """Damped Newton steps polishing the best start (up to 100 dimensions)."""
-
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-"""The :mod:`jax.monitoring` event recorded once per XLA compilation."""
 
 
 def bucket_size(n: int) -> int:
@@ -293,21 +291,11 @@ def fit_runs_batch(
     spec.refuse_data_centring("in batched fits (fit the curves with bayescale.fit)")
     if lockstep is not None and (isinstance(lockstep, bool) or int(lockstep) < 1):
         raise SettingsError(f"lockstep must be a positive number of curves, got {lockstep!r}")
-    compile_times: list[float] = []
-
-    def listener(event: str, duration: float, **_: Any) -> None:
-        if event == COMPILE_EVENT:
-            compile_times.append(duration)
-
     started = time.perf_counter()
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        with jax_device(settings.device), jax.enable_x64(True):
-            if lockstep is None and _platform(settings.device) == "cpu":
-                lockstep = 1
-            fits, bucket = _fit(dict(runs), spec, settings, started, lockstep)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+    with jax_device(settings.device), jax.enable_x64(True), xla_compilations() as compile_times:
+        if lockstep is None and _platform(settings.device) == "cpu":
+            lockstep = 1
+        fits, bucket = _fit(dict(runs), spec, settings, started, lockstep)
     result = BatchFit(
         fits=fits,
         wall_seconds=time.perf_counter() - started,
@@ -452,10 +440,8 @@ class _Program:
     lockstep: int | None = None
 
     def key(self) -> tuple:
-        law = self.spec.law
-        law_key = repr(law.to_dict()) if law.formula is not None else (law.name, id(law.function))
         settings = tuple(v for k, v in self.__dict__.items() if k != "spec")
-        return (law_key, repr(self.spec.to_dict()), settings)
+        return (self.spec.structure_key(), settings)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Program) and other.key() == self.key()
@@ -525,20 +511,7 @@ def _pad(designs: list[Design], spec: ModelSpec, runs_bucket: int, group_sizes: 
 
 def _design(program: _Program, data: Mapping[str, Any]) -> Design:
     """A (traced) design of one padded curve."""
-    sizes = dict(program.group_sizes)
-    return Design(
-        x=data["x"],
-        y=data["y"],
-        group_index=data["group_index"],
-        group_labels={c: [str(i) for i in range(sizes[c])] for c in sizes},
-        log_reference=data["log_reference"],
-        covariates=data["covariates"],
-        group_covariates=data["group_covariates"],
-        trials=data.get("trials"),
-        censoring=data.get("censoring"),
-        walk_position=data.get("walk_position"),
-        walk_block=data.get("walk_block"),
-    )
+    return Design.from_arrays(data, dict(program.group_sizes))
 
 
 class _MaskObserved(numpyro.primitives.Messenger):

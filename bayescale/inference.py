@@ -13,11 +13,12 @@ float32 loses those differences (see docs/performance.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from bayescale.data import Runs, load_runs
+from bayescale.density import NONCENTRED, Density, compiled_programs
 from bayescale.errors import ConvergenceWarning, SettingsError
 from bayescale.laws import Law, get_law
 from bayescale.likelihoods import ObservationModel, default_observation_model
@@ -46,7 +48,6 @@ from bayescale.model import (
     Design,
     ModelSpec,
     conditional_site,
-    numpyro_model,
     pointwise_log_likelihood,
 )
 from bayescale.priors import Pooling, Prior
@@ -363,58 +364,64 @@ def fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         return _fit_runs(runs, spec, settings)
 
 
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+"""The :mod:`jax.monitoring` event recorded once per XLA compilation."""
+
+
+@contextlib.contextmanager
+def xla_compilations():
+    """Collect the seconds of every XLA compilation inside the block, one entry each.
+
+    JAX's monitoring events are process-wide: compilations in other threads count too.
+
+    Examples
+    --------
+    >>> import jax, numpy as np
+    >>> with xla_compilations() as compiled:
+    ...     _ = jax.jit(lambda x: x * 3.0 + 1.0)(np.arange(17.0))
+    >>> len(compiled)
+    1
+    """
+    durations: list[float] = []
+
+    def listener(event: str, duration: float, **_: Any) -> None:
+        if event == COMPILE_EVENT:
+            durations.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield durations
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     design = Design.from_runs(runs, spec)
-    model = numpyro_model(spec, design)
-    centred = any(p.fully_centred for p in spec.pooling)
-    optimisation_model = numpyro_model(spec, design, all_noncentred=True) if centred else model
-    auto_centring = AutoCentring.of(spec, design)
     chain_method = resolve_chain_method(settings)
     started = time.perf_counter()
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), xla_compilations() as compiled:
         key = jax.random.PRNGKey(settings.seed)
         key_init, key_mcmc, key_predictive = jax.random.split(key, 3)
-        trials = None if design.trials is None else jnp.asarray(design.trials)
-        y = spec.observation.observed(jnp.asarray(design.y), trials)
-        starts = multistart_init(
-            model,
-            optimisation_model,
-            {"y": y},
-            key_init,
-            settings.starts,
-            settings.chains,
-            auto_centring=auto_centring,
-            held_sites=[
-                conditional_site(p.parameter) for p in spec.pooling if p.conditionally_centred
-            ],
-        )
-        model, init_report, dimension = starts.model, starts.report, starts.dimension
+        starts = multistart_init(spec, design, key_init, settings.starts, settings.chains)
+        init_report, dimension = starts.report, starts.dimension
         dense = (
             dimension <= DENSE_MASS_MAX_DIMENSION
             if settings.dense_mass == "auto"
             else bool(settings.dense_mass)
         )
         chains = run_chains(
-            starts.coordinates.potential,
+            starts.coordinates,
             starts.standardised_init,
             key_mcmc,
             settings,
             dense=dense,
             method=chain_method,
         )
-        coordinates = starts.coordinates
-
-        @jax.jit
-        def after_sampling(z, key):
-            key, key_held = jax.random.split(key)
-            held_keys = jax.random.split(key_held, z.shape[:2])
-            samples = jax.vmap(jax.vmap(coordinates.postprocess))(z, held_keys)
-            pointwise = _pointwise_log_likelihood(spec, model, samples, y)
-            draws = Predictive(model, posterior_samples=samples, batch_ndims=2)(key)
-            return samples, pointwise, spec.observation.to_outcome(draws[OBSERVED_SITE], trials)
-
         samples, pointwise, predictive = jax.tree.map(
-            np.asarray, after_sampling(chains.draws, key_predictive)
+            np.asarray,
+            _program(starts.coordinates.density, "after_sampling", _after_sampling)(
+                starts.coordinates, chains.draws, key_predictive
+            ),
         )
     elapsed = time.perf_counter() - started
     sampler = {
@@ -427,6 +434,10 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         "step_size": chains.step_size.tolist(),
         "nuts_seconds": round(chains.seconds, 3),
         "wall_seconds": round(elapsed, 3),
+        # XLA compilations during the fit: 0 when a fit of the same structure and settings ran
+        # earlier in the process (its programs take the data as an argument)
+        "compilations": len(compiled),
+        "compile_seconds": round(sum(compiled), 3),
         "init": asdict(init_report),
     }
     if starts.centrings:
@@ -446,6 +457,22 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     if not diagnostics.converged:
         warnings.warn(diagnostics.message(), ConvergenceWarning, stacklevel=4)
     return result
+
+
+def _after_sampling(coordinates: StandardisedCoordinates, z, key):
+    """Every draw's parameters, pointwise log-likelihood and replicated outcomes, from the
+    chains' positions ``z`` ``(chain, draw, dimension)`` (compiled once per model structure:
+    :func:`_program`)."""
+    density = coordinates.density
+    spec, model, y = density.spec, density.model(), density.model_kwargs["y"]
+    key, key_held = jax.random.split(key)
+    held_keys = jax.random.split(key_held, z.shape[:2])
+    samples = jax.vmap(jax.vmap(coordinates.postprocess))(z, held_keys)
+    pointwise = _pointwise_log_likelihood(spec, model, samples, y)
+    draws = Predictive(model, posterior_samples=samples, batch_ndims=2)(key)
+    trials = density.data["design"].get("trials")
+    trials = None if trials is None else jnp.asarray(trials)
+    return samples, pointwise, spec.observation.to_outcome(draws[OBSERVED_SITE], trials)
 
 
 def resolve_chain_method(settings: SamplerSettings) -> str:
@@ -545,43 +572,77 @@ class Chains:
 
 
 def run_chains(
-    potential, starts, key, settings: SamplerSettings, *, dense: bool, method: str
+    coordinates: StandardisedCoordinates,
+    starts,
+    key,
+    settings: SamplerSettings,
+    *,
+    dense: bool,
+    method: str,
 ) -> Chains:
-    """Run ``settings.chains`` NUTS chains of ``potential`` from ``starts`` (one row per chain)
-    in one compiled program: ``vectorized`` (``jax.vmap`` over chains on one device),
-    ``sequential`` (``lax.map``: one chain after the other) or ``parallel`` (``jax.pmap``: one
-    device of the fit's kind per chain). Chain ``i`` uses the ``i``-th key of
-    ``jax.random.split(key, chains)``.
+    """Run ``settings.chains`` NUTS chains of ``coordinates.potential`` from ``starts`` (one row
+    per chain) in one compiled program: ``vectorized`` (``jax.vmap`` over chains on one
+    device), ``sequential`` (``lax.map``: one chain after the other) or ``parallel``
+    (``jax.pmap``: one device of the fit's kind per chain). Chain ``i`` uses the ``i``-th key
+    of ``jax.random.split(key, chains)``.
+
+    The program takes the coordinates (and with them the data) as an argument, so a fit of the
+    same structure with the same settings runs it without compiling again (:func:`_program`);
+    with ``settings.progress`` the program carries its own progress bar and is compiled anew.
     """
     chains = settings.chains
     iterations = settings.warmup + settings.draws
     per_call = chains if method == "vectorized" else 1
     progress = _ProgressBar(chains, iterations, per_call) if settings.progress else None
-    run = nuts_chain(
-        potential,
+    options = dict(
         warmup=settings.warmup,
         draws=settings.draws,
         dense=dense,
         target_accept=settings.target_accept,
         max_tree_depth=settings.max_tree_depth,
-        progress=progress,
+        method=method,
+        devices=tuple(jax.devices(settings.device)[:chains]) if method == "parallel" else None,
     )
-    if method == "parallel":
-        program = jax.pmap(run, devices=jax.devices(settings.device)[:chains])
-    elif method == "sequential":
-        program = jax.jit(lambda keys, starts: jax.lax.map(lambda pair: run(*pair), (keys, starts)))
-    else:
-        program = jax.jit(jax.vmap(run))
     keys = jax.random.split(key, chains)
     starts = jnp.asarray(starts)
-    compiled = program.lower(keys, starts).compile()
+
+    def compile_program():
+        program = _chains_program(**options, progress=progress)
+        return program.lower(keys, starts, coordinates).compile()
+
+    if progress is not None:
+        compiled = compile_program()
+    else:
+        store = compiled_programs(coordinates.density)
+        name = ("chains", tuple(options.items()), coordinates.held, starts.shape)
+        if name not in store:
+            store[name] = compile_program()
+        compiled = store[name]
     started = time.perf_counter()
-    kept, step_size = jax.block_until_ready(compiled(keys, starts))
+    kept, step_size = jax.block_until_ready(compiled(keys, starts, coordinates))
     seconds = time.perf_counter() - started
     if progress is not None:
         progress.close()
     kept = {name: np.asarray(values) for name, values in kept.items()}
     return Chains(kept.pop("z"), kept, np.asarray(step_size), seconds)
+
+
+def _chains_program(*, method: str, devices, progress=None, **options):
+    """The program ``(keys, starts, coordinates) -> (kept, step sizes)`` of :func:`run_chains`
+    (``options``: :func:`nuts_chain`'s)."""
+
+    def run(key, start, coordinates):
+        return nuts_chain(coordinates.potential, progress=progress, **options)(key, start)
+
+    if method == "parallel":
+        return jax.pmap(run, in_axes=(0, 0, None), devices=devices)
+    if method == "sequential":
+        return jax.jit(
+            lambda keys, starts, coordinates: jax.lax.map(
+                lambda pair: run(*pair, coordinates), (keys, starts)
+            )
+        )
+    return jax.jit(jax.vmap(run, in_axes=(0, 0, None)))
 
 
 class _ProgressBar:
@@ -665,45 +726,38 @@ NO_FINITE_START = (
 )
 
 
-def multistart_init(
-    model,
-    optimisation_model,
-    model_kwargs,
-    key,
-    starts: int,
-    chains: int,
-    *,
-    auto_centring: AutoCentring | None = None,
-    held_sites: Iterable[str] = (),
-):
+def multistart_init(spec: ModelSpec, design: Design, key, starts: int, chains: int) -> Starts:
     """Optimise the log posterior from many prior draws and start the chains near the best.
 
     Each start is a draw from the prior (uniform on [-2, 2] for improper coordinates), optimised
-    with L-BFGS on the unconstrained scale of ``optimisation_model`` (one compiled gradient
-    serves every start). That model is ``model`` itself, or its all-non-centred twin when some
-    pooling is centred (a centred hierarchy has no mode to find); the best point is then carried
-    over to ``model``'s coordinates. With ``auto_centring`` (poolings with ``centered="auto"``,
-    non-centred in both models given), the centrings are read off the curvature at the best
-    point and the chains sample the partially centred model ``auto_centring.build`` makes.
-    Chains start at draws from the Laplace approximation around the best point (the Hessian
-    from differences of the exact gradient), truncated at two standard deviations, so that
-    R-hat can still see disagreement between chains. The sites ``held_sites`` (the standard
-    deviates of ``centered="conditional"`` poolings, see :class:`StandardisedCoordinates`)
-    are held at 0 and left out of the Laplace approximation and of the sampled coordinates.
+    with L-BFGS on the unconstrained scale of the model, or of its all-non-centred twin when
+    some pooling is centred (a centred hierarchy has no mode to find); the best point is then
+    carried over to the sampled model's coordinates. One compiled value-and-gradient serves
+    every start, and every fit of the same structure (:mod:`bayescale.density`). For poolings
+    with ``centered="auto"`` (non-centred while optimising), the centrings are read off the
+    curvature at the best point (:class:`AutoCentring`) and the chains sample the partially
+    centred model. Chains start at draws from the Laplace approximation around the best point
+    (the Hessian from differences of the exact gradient), truncated at two standard
+    deviations, so that R-hat can still see disagreement between chains. The standard deviates
+    of ``centered="conditional"`` poolings (see :class:`StandardisedCoordinates`) are held at
+    0 and left out of the Laplace approximation and of the sampled coordinates.
 
     Returns
     -------
     Starts
-        The model to sample, the chains' unconstrained starting values, the report, the
-        centrings chosen, and the standardised coordinates NUTS samples in.
+        The chains' unconstrained starting values, the report, the centrings chosen, and the
+        standardised coordinates NUTS samples in (with the sampled model's density).
     """
     key_model, key_starts, key_jitter = jax.random.split(key, 3)
+    sampled = Density.of(spec, design)
+    centred = any(p.fully_centred for p in spec.pooling)
+    optimised = Density.of(spec, design, variant=NONCENTRED) if centred else sampled
     try:
-        info, potential_fn, postprocess_fn, model_trace = initialize_model(
+        info, _, _, model_trace = initialize_model(
             key_model,
-            optimisation_model,
+            optimised.model(),
             init_strategy=init_to_sample,
-            model_kwargs=model_kwargs,
+            model_kwargs=optimised.model_kwargs,
             validate_grad=False,
         )
     except (ValueError, RuntimeError) as exc:
@@ -712,11 +766,11 @@ def multistart_init(
         raise SettingsError(
             f"{NO_FINITE_START}; in 100 draws from the priors numpyro found none ({exc})"
         ) from None
-    _, unravel = ravel_pytree(info[0])
+    optimised = optimised.with_layout(info[0])
     flat_starts = np.asarray(
         jax.vmap(lambda tree: ravel_pytree(tree)[0])(_prior_starts(model_trace, key_starts, starts))
     )
-    value_and_grad = _numpy_value_and_grad(potential_fn, unravel)
+    value_and_grad = _numpy_value_and_grad(optimised)
     points = np.full_like(flat_starts, np.nan)
     values = np.full(starts, np.inf)
     # L-BFGS-B's tiny BLAS calls are slowest with many BLAS threads (they spin on a busy machine;
@@ -744,26 +798,34 @@ def multistart_init(
         near_best=int(np.sum(finite & (values - best_value < 1.0))),
         other_mode_gap=gap,
     )
-    centrings = {}
+    density, centrings = optimised, {}
+    auto_centring = AutoCentring.of(spec)
     if auto_centring is not None:
-        centrings = auto_centring.centrings(value_and_grad, best_point, unravel)
-        model = auto_centring.build(centrings)
-    if optimisation_model is not model:
-        constrained = postprocess_fn(unravel(jnp.asarray(best_point)))
+        centrings = auto_centring.centrings(value_and_grad, best_point, optimised)
+        sampled = Density.of(spec, design, centrings=centrings)
+    if sampled is not optimised:
+        constrained = optimised.constrained(jnp.asarray(best_point))
         if centrings:
-            constrained = auto_centring.carry_over(model, constrained, model_kwargs)
-        info, potential_fn, postprocess_fn, _ = initialize_model(
+            constrained = auto_centring.carry_over(
+                sampled.model(), constrained, sampled.model_kwargs
+            )
+        info, *_ = initialize_model(
             key_model,
-            model,
+            sampled.model(),
             init_strategy=init_to_value(values=constrained),
-            model_kwargs=model_kwargs,
+            model_kwargs=sampled.model_kwargs,
             validate_grad=False,
         )
-        best_point, unravel = ravel_pytree(info[0])
-        value_and_grad = _numpy_value_and_grad(potential_fn, unravel)
+        density = sampled.with_layout(info[0])
+        best_point = ravel_pytree(info[0])[0]
+        value_and_grad = _numpy_value_and_grad(density)
     held = np.concatenate(
         [np.zeros(0, dtype=int)]
-        + [_flat_indices(unravel, best_point.shape[0], site) for site in held_sites]
+        + [
+            density.positions(conditional_site(p.parameter))
+            for p in spec.pooling
+            if p.conditionally_centred
+        ]
     )
     best_point = np.array(best_point)  # a writable NumPy copy
     best_point[held] = 0.0
@@ -779,10 +841,8 @@ def multistart_init(
     chain_points[:, free] += noise @ cov_chol.T
     chain_values = np.array([value_and_grad(point)[0] for point in chain_points])
     chain_points[~np.isfinite(chain_values)] = best_point
-    coordinates = StandardisedCoordinates(
-        best_point, scale, potential_fn, postprocess_fn, unravel, held
-    )
-    return Starts(model, chain_points, report, coordinates, centrings)
+    coordinates = StandardisedCoordinates(best_point, scale, density, tuple(held.tolist()))
+    return Starts(chain_points, report, coordinates, centrings)
 
 
 @dataclass(frozen=True)
@@ -795,22 +855,20 @@ class AutoCentring:
 
     sites: Mapping[str, str]
     """The non-centred site of each auto-centred parameter (``<name>__link_decentered``)."""
-    build: Any
-    """``centrings -> numpyro model``: the model with those centrings."""
 
     @classmethod
-    def of(cls, spec: ModelSpec, design: Design) -> AutoCentring | None:
+    def of(cls, spec: ModelSpec) -> AutoCentring | None:
         """The auto-centred poolings of ``spec`` (``None`` when there are none)."""
         sites = {
             p.parameter: p.parameter + LINK_SITE + "_decentered"
             for p in spec.pooling
             if p.auto_centred
         }
-        if not sites:
-            return None
-        return cls(sites, lambda centrings: numpyro_model(spec, design, centrings=centrings))
+        return cls(sites) if sites else None
 
-    def centrings(self, value_and_grad, point: np.ndarray, unravel) -> dict[str, np.ndarray]:
+    def centrings(
+        self, value_and_grad, point: np.ndarray, density: Density
+    ) -> dict[str, np.ndarray]:
         """Each group's centring, from the curvature of the non-centred model at ``point``.
 
         ``H`` is the Hessian of the negative log density over the non-centred group values of
@@ -826,10 +884,7 @@ class AutoCentring:
         mode), it is taken as 1 (no information from the runs in that direction) before
         inverting. Where ``H`` is not finite every group stays non-centred.
         """
-        indices = {
-            parameter: _flat_indices(unravel, point.shape[0], site)
-            for parameter, site in self.sites.items()
-        }
+        indices = {parameter: density.positions(site) for parameter, site in self.sites.items()}
         group_values = np.concatenate(list(indices.values()))
         rows = _hessian_rows(value_and_grad, point, group_values)
         hessian = np.eye(group_values.size) if rows is None else rows[:, group_values]
@@ -871,7 +926,8 @@ class AutoCentring:
         }
 
 
-@dataclass(frozen=True)
+@jax.tree_util.register_pytree_node_class
+@dataclass(frozen=True, eq=False)
 class StandardisedCoordinates:
     """The coordinates NUTS samples in: ``z = (x - centre) / scale`` of the model's flat
     unconstrained vector ``x``, with the Laplace mode as centre and its standard deviations as
@@ -888,10 +944,10 @@ class StandardisedCoordinates:
 
     centre: np.ndarray
     scale: np.ndarray
-    potential_fn: Any
-    postprocess_fn: Any
-    unravel: Any
-    held: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    density: Density
+    """The log density of the model NUTS samples (its compiled programs take it as an argument,
+    so one program serves every fit of the same structure; see :mod:`bayescale.density`)."""
+    held: tuple[int, ...] = ()
     """Positions of the flat vector that NUTS does not move: the standard deviates of a
     ``centered="conditional"`` pooling. A posteriori they are exactly standard normal and
     independent of everything else (see :class:`~bayescale.priors.Pooling`), so the density
@@ -899,39 +955,46 @@ class StandardisedCoordinates:
     the rest with them at 0, and every draw gets fresh standard normal values afterwards
     (:meth:`postprocess`), which makes it an exact draw of the whole posterior."""
 
+    def tree_flatten(self):
+        return (self.centre, self.scale, self.density), self.held
+
+    @classmethod
+    def tree_unflatten(cls, held, leaves):
+        return cls(*leaves, held)
+
     @property
     def free(self) -> np.ndarray:
         """Positions of the flat vector NUTS moves (every one but :attr:`held`)."""
-        return np.setdiff1d(np.arange(self.centre.size), self.held)
+        return np.setdiff1d(np.arange(self.centre.shape[0]), np.asarray(self.held, dtype=int))
 
     def to_model(self, z, held=0.0):
-        """The model's unconstrained parameters (a dict) at standardised coordinates ``z`` of
-        the :attr:`free` positions, with ``held`` (model scale) at the held ones."""
-        free = self.free
-        flat = jnp.zeros(self.centre.size).at[free].set(self.centre[free] + self.scale[free] * z)
-        return self.unravel(flat.at[self.held].set(held))
+        """The model's flat unconstrained vector at standardised coordinates ``z`` of the
+        :attr:`free` positions, with ``held`` (model scale) at the held ones."""
+        free, positions = self.free, np.asarray(self.held, dtype=int)
+        flat = (
+            jnp.zeros(self.centre.shape[0]).at[free].set(self.centre[free] + self.scale[free] * z)
+        )
+        return flat.at[positions].set(held)
 
     def from_model(self, flat: np.ndarray) -> np.ndarray:
         """Standardised coordinates of the model's flat unconstrained vector(s) ``flat``."""
         return ((np.asarray(flat) - self.centre) / self.scale)[..., self.free]
 
     def potential(self, z):
-        return self.potential_fn(self.to_model(z))
+        return self.density.potential(self.to_model(z))
 
     def postprocess(self, z, key=None):
         """Constrained values and deterministic sites, as numpyro's samples of the model; the
         held positions get standard normal values drawn with ``key`` (0 without one)."""
-        held = 0.0 if key is None else jax.random.normal(key, (self.held.size,))
-        return self.postprocess_fn(self.to_model(z, held))
+        held = 0.0 if key is None else jax.random.normal(key, (len(self.held),))
+        return self.density.constrained(self.to_model(z, held))
 
 
 @dataclass(frozen=True)
 class Starts:
-    """What :func:`multistart_init` returns: the model to sample, the chains' starting points
-    and the coordinates NUTS samples in."""
+    """What :func:`multistart_init` returns: the chains' starting points and the coordinates
+    NUTS samples in."""
 
-    model: Any
-    """The numpyro model the chains sample (partially centred where a pooling asked for it)."""
     chain_points: np.ndarray
     """Starting points in the model's flat unconstrained coordinates, ``(chains, dimension)``."""
     report: InitReport
@@ -947,7 +1010,7 @@ class Starts:
     @property
     def init_params(self) -> dict[str, Any]:
         """The starting points as the model's unconstrained sites, leading axis ``chains``."""
-        return jax.vmap(self.coordinates.unravel)(jnp.asarray(self.chain_points))
+        return jax.vmap(self.coordinates.density.unravel)(jnp.asarray(self.chain_points))
 
     @property
     def standardised_init(self) -> np.ndarray:
@@ -955,24 +1018,40 @@ class Starts:
         return self.coordinates.from_model(self.chain_points)
 
 
-def _numpy_value_and_grad(potential_fn, unravel):
-    """Potential and gradient at a flat vector, as NumPy values for SciPy (compiled once)."""
+def _program(density: Density, name: str, function):
+    """``jax.jit(function)``, one per model structure and array shapes (kept with the
+    structure's other programs: :func:`~bayescale.density.compiled_programs`), so that a refit
+    of the same structure finds the program compiled."""
+    store = compiled_programs(density)
+    if name not in store:
+        store[name] = jax.jit(function)
+    return store[name]
+
+
+def _value_then_grad(flat, density: Density):
+    """The potential and its gradient at ``flat`` as one array (value first); an infinite
+    potential where it is not finite."""
 
     def objective(flat):
-        value = potential_fn(unravel(flat))
+        value = density.potential(flat)
         return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
-    def value_then_grad(flat):
-        value, grad = jax.value_and_grad(objective)(flat)
-        return jnp.concatenate([value[None], grad])
+    value, grad = jax.value_and_grad(objective)(flat)
+    return jnp.concatenate([value[None], grad])
 
-    compiled = jax.jit(value_then_grad)
+
+def _numpy_value_and_grad(density: Density):
+    """Potential and gradient at a flat vector, as NumPy values for SciPy. The program is
+    compiled once per model structure (the density is its argument) and the data cross to the
+    device once."""
+    density = jax.device_put(density)
+    compiled = _program(density, "value_then_grad", _value_then_grad)
 
     def value_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
         # One NumPy array in, one out: each conversion or transfer through JAX costs about
         # 0.1 ms per call, more than the gradient of a typical law, and L-BFGS calls this
         # thousands of times.
-        out = np.asarray(compiled(np.asarray(flat, dtype=np.float64)))
+        out = np.asarray(compiled(np.asarray(flat, dtype=np.float64), density))
         if not np.isfinite(out[0]):
             return np.inf, np.zeros_like(flat)
         return float(out[0]), out[1:]
@@ -1052,13 +1131,6 @@ def _hessian_rows(value_and_grad, point: np.ndarray, rows: np.ndarray) -> np.nda
             return None
         hessian[row] = (grad_above - grad_below) / (2 * step[i])
     return hessian
-
-
-def _flat_indices(unravel, dimension: int, site: str) -> np.ndarray:
-    """Positions of one site's values in the flat unconstrained vector ``unravel`` reads."""
-    template = unravel(jnp.zeros(dimension))
-    mask, _ = ravel_pytree({k: jnp.full(jnp.shape(v), k == site) for k, v in template.items()})
-    return np.flatnonzero(np.asarray(mask))
 
 
 def sampler_settings_from(attrs: Mapping[str, Any]) -> SamplerSettings:

@@ -465,6 +465,14 @@ class ModelSpec:
             "overridden": sorted(self.overridden),
         }
 
+    def structure_key(self) -> tuple:
+        """A hashable key that is equal for two specifications exactly when they build the same
+        model: the law's definition (a law written as a Python function by its identity) and
+        :meth:`to_dict`. Compiled programs are cached under it."""
+        law = self.law
+        law_key = repr(law.to_dict()) if law.formula is not None else (law.name, id(law.function))
+        return (law_key, repr(self.to_dict()))
+
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], law: Law) -> ModelSpec:
         """Re-create a specification stored with :meth:`to_dict` (every prior as stored)."""
@@ -604,6 +612,54 @@ class Design:
     @property
     def n_runs(self) -> int:
         return int(self.y.shape[0])
+
+    def arrays(self) -> dict[str, Any]:
+        """The design's values as one dict of arrays: what a compiled program takes as its
+        argument, so that a program compiled for one data set serves every data set of the
+        same shapes (see :meth:`from_arrays`). Group labels are left out (only their number
+        matters to the model); trials, censoring codes and the walk positions are in it when
+        the model uses them."""
+        out: dict[str, Any] = {
+            "x": dict(self.x),
+            "y": self.y,
+            "group_index": dict(self.group_index),
+            "log_reference": {k: np.float64(v) for k, v in self.log_reference.items()},
+            "covariates": dict(self.covariates),
+            "group_covariates": {g: dict(c) for g, c in self.group_covariates.items()},
+            "parents": dict(self.parents),
+        }
+        if self.trials is not None:
+            out["trials"] = self.trials
+        if self.censoring is not None and np.any(self.censoring):
+            out["censoring"] = self.censoring
+        if self.walk_position is not None:
+            out["walk_position"] = self.walk_position
+            out["walk_block"] = self.walk_block
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any], group_sizes: Mapping[str, int]) -> Design:
+        """A design from :meth:`arrays` (NumPy values, or the traced values inside a compiled
+        program), with ``group_sizes[column]`` labels per group column (named by their codes)."""
+        return cls(
+            x=arrays["x"],
+            y=arrays["y"],
+            group_index=arrays["group_index"],
+            group_labels={c: [str(i) for i in range(n)] for c, n in group_sizes.items()},
+            log_reference=arrays["log_reference"],
+            covariates=arrays["covariates"],
+            group_covariates=arrays["group_covariates"],
+            trials=arrays.get("trials"),
+            censoring=arrays.get("censoring"),
+            parents=arrays.get("parents", {}),
+            walk_position=arrays.get("walk_position"),
+            walk_block=arrays.get("walk_block"),
+        )
+
+    @property
+    def group_sizes(self) -> dict[str, int]:
+        """The number of labels of each group column."""
+        return {c: len(labels) for c, labels in self.group_labels.items()}
 
 
 def _nesting(group_index, group_labels) -> dict[tuple[str, str], np.ndarray]:
@@ -1020,6 +1076,12 @@ def pointwise_log_likelihood(site_distribution, value):
     return site_distribution.log_prob(value)
 
 
+def _centring_array(centring):
+    """Centrings as an array: JAX values (traced inside a compiled program) as they are, others
+    as NumPy, so that they take the precision of the computation they enter."""
+    return centring if isinstance(centring, jax.Array) else np.asarray(centring)
+
+
 def numpyro_model(
     spec: ModelSpec,
     design: Design,
@@ -1111,7 +1173,7 @@ def numpyro_model(
     centrings = {} if all_noncentred or centrings is None else centrings
     reparameterised = {
         p.parameter + LINK_SITE: LocScaleReparam(
-            centered=np.asarray(centrings[p.parameter]) if p.parameter in centrings else 0
+            centered=_centring_array(centrings[p.parameter]) if p.parameter in centrings else 0
         )
         for p in spec.pooling
         if (all_noncentred or not p.fully_centred) and not p.conditionally_centred

@@ -354,7 +354,7 @@ def chinchilla_potential(precision64: bool = True, seed: int = 0, chains: int = 
     kwargs = {"y": jnp.asarray(design.y)}
     key = jax.random.PRNGKey(seed)
     with jax.enable_x64(True):  # the starting points are found in float64, as bs.fit does
-        starts = multistart_init(model, model, kwargs, key, 32, chains).init_params
+        starts = multistart_init(spec, design, key, 32, chains).init_params
         starts = jax.tree.map(np.asarray, starts)
     with jax.enable_x64(precision64):
         info, potential_fn, _, _ = initialize_model(key, model, model_kwargs=kwargs)

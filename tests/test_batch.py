@@ -19,7 +19,6 @@ from simulation import FAST, simulate
 
 import bayescale as bs
 from bayescale.batch import (
-    COMPILE_EVENT,
     BatchFit,
     _models,
     _pad,
@@ -29,6 +28,7 @@ from bayescale.batch import (
 )
 from bayescale.data import load_runs
 from bayescale.errors import DataError, SettingsError
+from bayescale.inference import COMPILE_EVENT
 from bayescale.model import Design, ModelSpec, numpyro_model
 
 CURVES = {"small": (12, 1.5, 0.25), "medium": (16, 1.7, 0.3), "large": (21, 1.6, 0.35)}

@@ -22,8 +22,8 @@ from simulation import LONGER, simulate
 import bayescale as bs
 from bayescale.data import load_runs
 from bayescale.errors import PriorError, SettingsError
-from bayescale.inference import AutoCentring, multistart_init
-from bayescale.model import Design, ModelSpec, numpyro_model
+from bayescale.inference import multistart_init
+from bayescale.model import Design, ModelSpec
 
 LEVEL = bs.Law.from_formula(
     "level",
@@ -69,16 +69,7 @@ def level_problem():
 def test_centrings_and_mode_match_the_normal_model():
     frame, spec, design = level_problem()
     with jax.enable_x64(True):
-        y = jnp.asarray(design.y)
-        starts = multistart_init(
-            numpyro_model(spec, design),
-            numpyro_model(spec, design),
-            {"y": y},
-            jax.random.PRNGKey(0),
-            4,
-            2,
-            auto_centring=AutoCentring.of(spec, design),
-        )
+        starts = multistart_init(spec, design, jax.random.PRNGKey(0), 4, 2)
         labels = list(design.group_labels["g"])
         counts = np.array([RUNS_PER_GROUP[label] for label in labels])
         information = SPREAD**2 * counts / NOISE**2
@@ -92,9 +83,7 @@ def test_centrings_and_mode_match_the_normal_model():
         # model's mode too (the hyperparameters are fixed, so the change of coordinates is
         # linear): the gradient vanishes, and the group levels are the normal model's.
         centre = starts.coordinates.centre
-        gradient = jax.grad(
-            lambda flat: starts.coordinates.potential_fn(starts.coordinates.unravel(flat))
-        )(jnp.asarray(centre))
+        gradient = jax.grad(starts.coordinates.density.potential)(jnp.asarray(centre))
         assert np.max(np.abs(np.asarray(gradient))) < 1e-4
         log_levels = np.asarray(starts.coordinates.postprocess(np.zeros(centre.size))["m__link"])
     for label, log_level in zip(labels, log_levels, strict=True):

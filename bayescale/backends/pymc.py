@@ -667,24 +667,15 @@ def _multistart_initvals(spec: ModelSpec, design: Design, model, settings):
     """
     import jax
     import jax.numpy as jnp
-    from numpyro.infer.util import constrain_fn
 
     from bayescale.inference import multistart_init
-    from bayescale.model import numpyro_model
 
-    numpyro_version = numpyro_model(spec, design)
-    centred = any(p.fully_centred for p in spec.pooling)
-    optimisation = numpyro_model(spec, design, all_noncentred=True) if centred else numpyro_version
     names = [rv.name for rv in model.free_RVs]
     with jax.enable_x64(True):
         key_init = jax.random.split(jax.random.PRNGKey(settings.seed), 3)[0]
-        trials = None if design.trials is None else jnp.asarray(design.trials)
-        kwargs = {"y": spec.observation.observed(jnp.asarray(design.y), trials)}
-        found = multistart_init(
-            numpyro_version, optimisation, kwargs, key_init, settings.starts, settings.chains
-        )
-        starts, report = found.init_params, found.report
-        values = jax.vmap(lambda z: constrain_fn(numpyro_version, (), kwargs, z))(starts)
+        found = multistart_init(spec, design, key_init, settings.starts, settings.chains)
+        density = found.coordinates.density
+        values = jax.vmap(density.constrained)(jnp.asarray(found.chain_points))
         missing = [n for n in names if n not in values]
         if missing:  # pragma: no cover - the two model builders must agree
             raise RuntimeError(f"the PyMC and numpyro models differ: {missing} not in numpyro")
@@ -692,7 +683,7 @@ def _multistart_initvals(spec: ModelSpec, design: Design, model, settings):
             {name: np.asarray(values[name][chain]) for name in names}
             for chain in range(settings.chains)
         ]
-    return initvals, report
+    return initvals, found.report
 
 
 def _group(tree, name: str):

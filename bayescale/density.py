@@ -1,0 +1,219 @@
+"""A model's log density as a value that compiled programs take as an argument.
+
+:func:`bayescale.fit` compiles four programs: the value and gradient of the log density that the
+multi-start optimisation calls from SciPy (for the model it optimises and, when that is another
+parameterisation, for the model it samples), the NUTS chains, and the draws after sampling. If
+these programs closed over the data, the data would be constants of the programs and every fit
+would compile them again (4.6 s of the 7.1 s of a second fit of benchmark (b) did, before this
+module). Here the data are an argument: a :class:`Density` is a JAX pytree whose leaves are the
+design's arrays (and the centrings of ``centered="auto"`` poolings) and whose static part is the
+model's :class:`ModelStructure` and the layout of its flat vector of unconstrained parameters.
+JAX keys its compiled programs on that static part and on the shapes of the leaves, so refitting
+a data set of the same shapes (other outcomes, another seed) with the same specification and
+sampler settings runs the programs already compiled.
+
+Examples
+--------
+>>> import jax, numpy as np, pandas as pd
+>>> from bayescale.data import load_runs
+>>> from bayescale.model import Design, ModelSpec
+>>> spec = ModelSpec.create("power_law_floor")
+>>> def density_of(loss):
+...     runs = load_runs(pd.DataFrame({"x": [1e6, 1e7, 1e8], "loss": loss}), law=spec.law,
+...                      y="loss")
+...     return Density.of(spec, Design.from_runs(runs, spec))
+>>> a, b = density_of([3.0, 2.5, 2.2]), density_of([3.1, 2.6, 2.4])
+>>> jax.tree.structure(a) == jax.tree.structure(b)  # one compiled program serves both
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer.util import constrain_fn, potential_energy
+
+from bayescale.model import Design, ModelSpec, numpyro_model
+
+PROGRAMS_KEPT = 8
+"""How many model structures (with their array shapes) keep their compiled programs in a process;
+the least recently used is dropped first, and its programs' memory freed. A structure's programs
+took about 25 MB on a small law (``power_law_floor``, measured 2026-12-07)."""
+
+SAMPLED = "sampled"
+"""The model as the specification asks (centred, non-centred or partially centred poolings)."""
+NONCENTRED = "noncentred"
+"""Every pooling non-centred: the objective of the multi-start optimisation when some pooling is
+centred (a centred hierarchy has no mode; see :func:`~bayescale.model.numpyro_model`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ModelStructure:
+    """Everything a model's compiled programs depend on besides array values.
+
+    Two structures are equal when the specifications build the same model
+    (:meth:`~bayescale.model.ModelSpec.structure_key`), the group columns have the same numbers
+    of labels, and the variant (:data:`SAMPLED` or :data:`NONCENTRED`) is the same. The key is
+    computed once: JAX compares structures every time it looks a compiled program up.
+    """
+
+    spec: ModelSpec
+    group_sizes: tuple[tuple[str, int], ...]
+    variant: str = SAMPLED
+    key: tuple = field(init=False, repr=False)
+
+    def __post_init__(self):
+        key = (self.spec.structure_key(), self.group_sizes, self.variant)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, ModelStructure) and self.key == other.key)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def model(self, data: Mapping[str, Any]):
+        """The numpyro model of ``data`` (a :class:`Density`'s leaves)."""
+        design = Design.from_arrays(data["design"], dict(self.group_sizes))
+        if self.variant == NONCENTRED:
+            return numpyro_model(self.spec, design, all_noncentred=True)
+        return numpyro_model(self.spec, design, centrings=data.get("centrings"))
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclass(frozen=True, eq=False)
+class Density:
+    """The log density of one model on one data set, as a function of the model's flat vector of
+    unconstrained parameters.
+
+    Build it with :meth:`of`, then give it the parameters' layout with :meth:`with_layout`
+    (numpyro's unconstrained values of the model at any point) before calling
+    :meth:`potential`, :meth:`constrained` or :meth:`unravel`.
+    """
+
+    structure: ModelStructure
+    data: Mapping[str, Any]
+    """``{"design": Design.arrays(), "centrings": {parameter: per-group centring}}`` (the
+    centrings only for a partially centred model)."""
+    layout: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """Name and unconstrained shape of every latent site, in the order of the flat vector
+    (sorted by name, as :func:`jax.flatten_util.ravel_pytree` orders a dict)."""
+
+    @classmethod
+    def of(
+        cls,
+        spec: ModelSpec,
+        design: Design,
+        *,
+        variant: str = SAMPLED,
+        centrings: Mapping[str, Any] | None = None,
+    ) -> Density:
+        """The density of ``spec`` on ``design``; ``centrings`` partially centre the
+        ``centered="auto"`` poolings (non-centred without them)."""
+        data: dict[str, Any] = {"design": design.arrays()}
+        if centrings:
+            data["centrings"] = dict(centrings)
+        structure = ModelStructure(spec, tuple(sorted(design.group_sizes.items())), variant)
+        density = cls(structure, data)
+        density.model()  # a specification the data cannot take fails here, with its message
+        return density
+
+    def tree_flatten(self):
+        return (self.data,), (self.structure, self.layout)
+
+    @classmethod
+    def tree_unflatten(cls, static, leaves):
+        return cls(static[0], leaves[0], static[1])
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.structure.spec
+
+    def model(self):
+        """The numpyro model, ``model(y=None)``."""
+        return self.structure.model(self.data)
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        """The observed values, as the model's keyword argument ``y``."""
+        design = self.data["design"]
+        trials = design.get("trials")
+        trials = None if trials is None else jnp.asarray(trials)
+        return {"y": self.spec.observation.observed(jnp.asarray(design["y"]), trials)}
+
+    def with_layout(self, params: Mapping[str, Any]) -> Density:
+        """This density with the layout of ``params`` (unconstrained values of every latent
+        site, for instance numpyro's ``initialize_model(...)[0][0]``)."""
+        layout = tuple((name, tuple(jnp.shape(params[name]))) for name in sorted(params))
+        return Density(self.structure, self.data, layout)
+
+    @property
+    def dimension(self) -> int:
+        return sum(math.prod(shape) for _, shape in self.layout)
+
+    def positions(self, site: str) -> np.ndarray:
+        """Positions of one site's values in the flat vector (none for a site the model does
+        not have)."""
+        start = 0
+        for name, shape in self.layout:
+            size = math.prod(shape)
+            if name == site:
+                return np.arange(start, start + size)
+            start += size
+        return np.zeros(0, dtype=int)
+
+    def unravel(self, flat) -> dict[str, Any]:
+        """The unconstrained sites of a flat vector (the inverse of ``ravel_pytree``)."""
+        out, start = {}, 0
+        for name, shape in self.layout:
+            size = math.prod(shape)
+            out[name] = jnp.reshape(flat[start : start + size], shape)
+            start += size
+        return out
+
+    def potential(self, flat):
+        """The negative log density at the flat unconstrained vector ``flat``."""
+        return potential_energy(self.model(), (), self.model_kwargs, self.unravel(flat))
+
+    def constrained(self, flat) -> dict[str, Any]:
+        """Constrained values and deterministic sites at ``flat``, as numpyro's samples."""
+        return constrain_fn(
+            self.model(), (), self.model_kwargs, self.unravel(flat), return_deterministic=True
+        )
+
+
+def compiled_programs(density: Density) -> dict[Any, Any]:
+    """The store of compiled programs for densities of this structure and these array shapes:
+    a dict the caller fills (a name, or any key, to a program). The stores of the
+    :data:`PROGRAMS_KEPT` most recently used structures are kept.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bayescale.data import load_runs
+    >>> from bayescale.model import Design, ModelSpec
+    >>> spec = ModelSpec.create("power_law_floor")
+    >>> def density_of(loss):
+    ...     runs = load_runs(pd.DataFrame({"x": [1e6, 1e7, 1e8], "loss": loss}), law=spec.law,
+    ...                      y="loss")
+    ...     return Density.of(spec, Design.from_runs(runs, spec))
+    >>> store = compiled_programs(density_of([3.0, 2.5, 2.2]))
+    >>> store is compiled_programs(density_of([3.1, 2.6, 2.4]))
+    True
+    """
+    leaves, treedef = jax.tree.flatten(density)
+    shapes = tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves)
+    return _programs_of(treedef, shapes)
+
+
+@functools.lru_cache(maxsize=PROGRAMS_KEPT)
+def _programs_of(treedef, shapes) -> dict[Any, Any]:
+    return {}
