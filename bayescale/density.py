@@ -25,6 +25,8 @@ Examples
 >>> a, b = density_of([3.0, 2.5, 2.2]), density_of([3.1, 2.6, 2.4])
 >>> jax.tree.structure(a) == jax.tree.structure(b)  # one compiled program serves both
 True
+>>> compiled_programs(a) is compiled_programs(b)  # and they share one store of programs
+True
 """
 
 from __future__ import annotations
@@ -193,21 +195,8 @@ class Density:
 def compiled_programs(density: Density) -> dict[Any, Any]:
     """The store of compiled programs for densities of this structure and these array shapes:
     a dict the caller fills (a name, or any key, to a program). The stores of the
-    :data:`PROGRAMS_KEPT` most recently used structures are kept.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from bayescale.data import load_runs
-    >>> from bayescale.model import Design, ModelSpec
-    >>> spec = ModelSpec.create("power_law_floor")
-    >>> def density_of(loss):
-    ...     runs = load_runs(pd.DataFrame({"x": [1e6, 1e7, 1e8], "loss": loss}), law=spec.law,
-    ...                      y="loss")
-    ...     return Density.of(spec, Design.from_runs(runs, spec))
-    >>> store = compiled_programs(density_of([3.0, 2.5, 2.2]))
-    >>> store is compiled_programs(density_of([3.1, 2.6, 2.4]))
-    True
+    :data:`PROGRAMS_KEPT` most recently used structures are kept (example in the module's
+    docstring).
     """
     leaves, treedef = jax.tree.flatten(density)
     shapes = tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves)

@@ -369,8 +369,9 @@ COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 @contextlib.contextmanager
-def xla_compilations():
-    """Collect the seconds of every XLA compilation inside the block, one entry each.
+def xla_compilations(events: Iterable[str] = (COMPILE_EVENT,)):
+    """Collect the seconds of every XLA compilation inside the block, one entry each (or of
+    every other :mod:`jax.monitoring` duration event named in ``events``).
 
     JAX's monitoring events are process-wide: compilations in other threads count too.
 
@@ -383,9 +384,10 @@ def xla_compilations():
     1
     """
     durations: list[float] = []
+    events = frozenset(events)
 
     def listener(event: str, duration: float, **_: Any) -> None:
-        if event == COMPILE_EVENT:
+        if event in events:
             durations.append(duration)
 
     jax.monitoring.register_event_duration_secs_listener(listener)

@@ -32,7 +32,6 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ import numpy as np
 
 import bayescale as bs
 from bayescale.errors import ConvergenceWarning
+from bayescale.inference import xla_compilations
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parent / "data"
@@ -150,20 +150,9 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-@contextmanager
 def jax_compile_time():
     """Collect the seconds JAX spends tracing, lowering and compiling inside the block."""
-    seconds: list[float] = []
-
-    def listener(event: str, duration: float, **_: Any) -> None:
-        if event in COMPILE_EVENTS:
-            seconds.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield seconds
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+    return xla_compilations(COMPILE_EVENTS)
 
 
 def min_ess(posterior, names) -> float:
