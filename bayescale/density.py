@@ -8,9 +8,10 @@ would compile them again (4.6 s of the 7.1 s of a second fit of benchmark (b) di
 module). Here the data are an argument: a :class:`Density` is a JAX pytree whose leaves are the
 design's arrays (and the centrings of ``centered="auto"`` poolings) and whose static part is the
 model's :class:`ModelStructure` and the layout of its flat vector of unconstrained parameters.
-JAX keys its compiled programs on that static part and on the shapes of the leaves, so refitting
-a data set of the same shapes (other outcomes, another seed) with the same specification and
-sampler settings runs the programs already compiled.
+Compiled programs are kept per static part and shapes of the leaves (:func:`compiled_programs`,
+for the :data:`PROGRAMS_KEPT` most recently used), so refitting a data set of the same shapes
+(other outcomes, another seed) with the same specification and sampler settings runs the
+programs already compiled.
 
 Examples
 --------
