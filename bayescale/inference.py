@@ -14,10 +14,11 @@ float32 loses those differences (see docs/performance.md).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,14 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pandas as pd
-import scipy.optimize
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import Predictive, init_to_sample, init_to_value, log_likelihood
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from bayescale import lbfgs
 from bayescale.data import Runs, load_runs
 from bayescale.density import NONCENTRED, Density, compiled_programs
 from bayescale.errors import ConvergenceWarning, SettingsError
@@ -404,7 +404,14 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     with jax.enable_x64(True), xla_compilations() as compiled:
         key = jax.random.PRNGKey(settings.seed)
         key_init, key_mcmc, key_predictive = jax.random.split(key, 3)
-        starts = multistart_init(spec, design, key_init, settings.starts, settings.chains)
+        starts = multistart_init(
+            spec,
+            design,
+            key_init,
+            settings.starts,
+            settings.chains,
+            devices=jax.devices(settings.device),
+        )
         init_report, dimension = starts.report, starts.dimension
         dense = (
             dimension <= DENSE_MASS_MAX_DIMENSION
@@ -728,14 +735,17 @@ NO_FINITE_START = (
 )
 
 
-def multistart_init(spec: ModelSpec, design: Design, key, starts: int, chains: int) -> Starts:
+def multistart_init(
+    spec: ModelSpec, design: Design, key, starts: int, chains: int, devices: Sequence = ()
+) -> Starts:
     """Optimise the log posterior from many prior draws and start the chains near the best.
 
     Each start is a draw from the prior (uniform on [-2, 2] for improper coordinates), optimised
     with L-BFGS on the unconstrained scale of the model, or of its all-non-centred twin when
     some pooling is centred (a centred hierarchy has no mode to find); the best point is then
-    carried over to the sampled model's coordinates. One compiled value-and-gradient serves
-    every start, and every fit of the same structure (:mod:`bayescale.density`). For poolings
+    carried over to the sampled model's coordinates. Every start is optimised in one compiled
+    program (:mod:`bayescale.lbfgs`), which serves every fit of the same structure
+    (:mod:`bayescale.density`). For poolings
     with ``centered="auto"`` (non-centred while optimising), the centrings are read off the
     curvature at the best point (:class:`AutoCentring`) and the chains sample the partially
     centred model. Chains start at draws from the Laplace approximation around the best point
@@ -743,6 +753,9 @@ def multistart_init(spec: ModelSpec, design: Design, key, starts: int, chains: i
     deviations, so that R-hat can still see disagreement between chains. The standard deviates
     of ``centered="conditional"`` poolings (see :class:`StandardisedCoordinates`) are held at
     0 and left out of the Laplace approximation and of the sampled coordinates.
+
+    The starts are split over ``devices`` (JAX devices of one kind; default: JAX's default
+    device), which optimise their shares side by side.
 
     Returns
     -------
@@ -772,19 +785,8 @@ def multistart_init(spec: ModelSpec, design: Design, key, starts: int, chains: i
     flat_starts = np.asarray(
         jax.vmap(lambda tree: ravel_pytree(tree)[0])(_prior_starts(model_trace, key_starts, starts))
     )
-    value_and_grad = _numpy_value_and_grad(optimised)
-    points = np.full_like(flat_starts, np.nan)
-    values = np.full(starts, np.inf)
-    # L-BFGS-B's tiny BLAS calls are slowest with many BLAS threads (they spin on a busy machine;
-    # 200x slower was measured on 2 shared cores), so the optimisation runs with one.
-    with threadpool_limits(limits=1, user_api="blas"):
-        for i, start in enumerate(flat_starts):
-            if not np.isfinite(value_and_grad(start)[0]):
-                continue
-            result = scipy.optimize.minimize(
-                value_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000}
-            )
-            points[i], values[i] = result.x, result.fun
+    result = _optimise_starts(optimised, flat_starts, devices or jax.devices()[:1])
+    points, values = result.x, np.where(result.status == lbfgs.NOT_FINITE, np.inf, result.value)
     finite = np.isfinite(values) & np.all(np.isfinite(points), axis=1)
     if not finite.any():
         raise SettingsError(NO_FINITE_START)
@@ -803,7 +805,7 @@ def multistart_init(spec: ModelSpec, design: Design, key, starts: int, chains: i
     density, centrings = optimised, {}
     auto_centring = AutoCentring.of(spec)
     if auto_centring is not None:
-        centrings = auto_centring.centrings(value_and_grad, best_point, optimised)
+        centrings = auto_centring.centrings(best_point, optimised)
         sampled = Density.of(spec, design, centrings=centrings)
     if sampled is not optimised:
         constrained = optimised.constrained(jnp.asarray(best_point))
@@ -820,31 +822,30 @@ def multistart_init(spec: ModelSpec, design: Design, key, starts: int, chains: i
         )
         density = sampled.with_layout(info[0])
         best_point = ravel_pytree(info[0])[0]
-        value_and_grad = _numpy_value_and_grad(density)
-    held = np.concatenate(
+    held = _held_positions(density)
+    best_point = np.array(best_point)  # a writable NumPy copy
+    best_point[held] = 0.0
+    chain_points, scale = jax.tree.map(
+        np.asarray,
+        _program(
+            density, ("laplace_starts", chains), functools.partial(_laplace_starts, chains=chains)
+        )(jnp.asarray(best_point), key_jitter, density),
+    )
+    coordinates = StandardisedCoordinates(best_point, scale, density, tuple(held.tolist()))
+    return Starts(chain_points, report, coordinates, centrings)
+
+
+def _held_positions(density: Density) -> np.ndarray:
+    """Positions of the flat vector that NUTS does not move: the standard deviates of the
+    ``centered="conditional"`` poolings (see :class:`StandardisedCoordinates`)."""
+    return np.concatenate(
         [np.zeros(0, dtype=int)]
         + [
             density.positions(conditional_site(p.parameter))
-            for p in spec.pooling
+            for p in density.spec.pooling
             if p.conditionally_centred
         ]
     )
-    best_point = np.array(best_point)  # a writable NumPy copy
-    best_point[held] = 0.0
-    free = np.setdiff1d(np.arange(best_point.shape[0]), held)
-    cov_chol = _laplace_cholesky(value_and_grad, best_point, free)
-    scale = np.ones(best_point.shape[0])
-    if cov_chol is None:  # no usable Laplace approximation: spread 0.1, coordinates as they are
-        cov_chol = 0.1 * np.eye(free.size)
-    else:
-        scale[free] = np.sqrt(np.sum(cov_chol**2, axis=1))  # the Laplace standard deviations
-    noise = np.clip(np.asarray(jax.random.normal(key_jitter, (chains, free.size))), -2.0, 2.0)
-    chain_points = np.repeat(best_point[None, :], chains, axis=0)
-    chain_points[:, free] += noise @ cov_chol.T
-    chain_values = np.array([value_and_grad(point)[0] for point in chain_points])
-    chain_points[~np.isfinite(chain_values)] = best_point
-    coordinates = StandardisedCoordinates(best_point, scale, density, tuple(held.tolist()))
-    return Starts(chain_points, report, coordinates, centrings)
 
 
 @dataclass(frozen=True)
@@ -868,9 +869,7 @@ class AutoCentring:
         }
         return cls(sites) if sites else None
 
-    def centrings(
-        self, value_and_grad, point: np.ndarray, density: Density
-    ) -> dict[str, np.ndarray]:
+    def centrings(self, point: np.ndarray, density: Density) -> dict[str, np.ndarray]:
         """Each group's centring, from the curvature of the non-centred model at ``point``.
 
         ``H`` is the Hessian of the negative log density over the non-centred group values of
@@ -888,8 +887,11 @@ class AutoCentring:
         """
         indices = {parameter: density.positions(site) for parameter, site in self.sites.items()}
         group_values = np.concatenate(list(indices.values()))
-        rows = _hessian_rows(value_and_grad, point, group_values)
-        hessian = np.eye(group_values.size) if rows is None else rows[:, group_values]
+        hessian = np.asarray(
+            _program(density, ("hessian_rows", group_values.size), _hessian_rows)(
+                jnp.asarray(point), group_values, density
+            )
+        )[:, group_values]
         hessian = 0.5 * (hessian + hessian.T)
         if np.all(np.isfinite(hessian)):
             curvature, vectors = np.linalg.eigh(hessian)
@@ -1020,45 +1022,46 @@ class Starts:
         return self.coordinates.from_model(self.chain_points)
 
 
-def _program(density: Density, name: str, function):
-    """``jax.jit(function)``, one per model structure and array shapes (kept with the
-    structure's other programs: :func:`~bayescale.density.compiled_programs`), so that a refit
-    of the same structure finds the program compiled."""
+def _program(density: Density, name, function, transform=jax.jit):
+    """``transform(function)`` (``jax.jit`` unless said), one per model structure and array
+    shapes (kept with the structure's other programs:
+    :func:`~bayescale.density.compiled_programs`), so that a refit of the same structure finds
+    the program compiled."""
     store = compiled_programs(density)
     if name not in store:
-        store[name] = jax.jit(function)
+        store[name] = transform(function)
     return store[name]
 
 
-def _value_then_grad(flat, density: Density):
-    """The potential and its gradient at ``flat`` as one array (value first); an infinite
-    potential where it is not finite."""
+def _optimise_starts(density: Density, starts: np.ndarray, devices: Sequence) -> lbfgs.Result:
+    """L-BFGS from each start (rows of ``starts``) on the potential of ``density``, the starts
+    split evenly over ``devices`` (:func:`bayescale.lbfgs.minimize_each` on each, all in one
+    compiled program), as NumPy arrays with one row per start.
 
-    def objective(flat):
-        value = density.potential(flat)
-        return jnp.where(jnp.isfinite(value), value, jnp.inf)
+    On the 2-core development machine, 32 starts of benchmark (b) took 0.22 s on one CPU
+    device and 0.11 s split over 2 or 4 (:func:`use_cpu_devices`)."""
 
-    value, grad = jax.value_and_grad(objective)(flat)
-    return jnp.concatenate([value[None], grad])
+    def optimise(starts, density):
+        return lbfgs.minimize_each(jax.value_and_grad(density.potential), starts)
 
-
-def _numpy_value_and_grad(density: Density):
-    """Potential and gradient at a flat vector, as NumPy values for SciPy. The program is
-    compiled once per model structure (the density is its argument) and the data cross to the
-    device once."""
-    density = jax.device_put(density)
-    compiled = _program(density, "value_then_grad", _value_then_grad)
-
-    def value_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        # One NumPy array in, one out: each conversion or transfer through JAX costs about
-        # 0.1 ms per call, more than the gradient of a typical law, and L-BFGS calls this
-        # thousands of times.
-        out = np.asarray(compiled(np.asarray(flat, dtype=np.float64), density))
-        if not np.isfinite(out[0]):
-            return np.inf, np.zeros_like(flat)
-        return float(out[0]), out[1:]
-
-    return value_and_grad
+    count = min(len(devices), starts.shape[0])
+    if count == 1:
+        result = _program(density, "optimise_starts", optimise)(starts, density)
+        return jax.tree.map(np.asarray, result)
+    devices = tuple(devices[:count])
+    per_device = -(-starts.shape[0] // count)
+    padding = np.repeat(starts[-1:], per_device * count - starts.shape[0], axis=0)
+    shares = np.concatenate([starts, padding]).reshape(count, per_device, -1)
+    program = _program(
+        density,
+        ("optimise_starts", devices),
+        optimise,
+        transform=functools.partial(jax.pmap, in_axes=(0, None), devices=devices),
+    )
+    return jax.tree.map(
+        lambda values: np.asarray(values).reshape(-1, *values.shape[2:])[: starts.shape[0]],
+        program(shares, density),
+    )
 
 
 def _prior_starts(model_trace, key, starts: int) -> dict[str, Any]:
@@ -1088,51 +1091,76 @@ LAPLACE_MAX_DIMENSION = 2000
 """Above this many dimensions the chains' starting spread is a fixed 0.1, not the Laplace one,
 and NUTS samples the model's coordinates unscaled."""
 
+GRADIENTS_AT_ONCE = 64
+"""Gradients a Hessian by differences evaluates together (:func:`_hessian_rows`): its memory
+is that of 64 gradients, whatever the dimension."""
 
-def _laplace_cholesky(
-    value_and_grad, point: np.ndarray, positions: np.ndarray
-) -> np.ndarray | None:
-    """Cholesky factor of the Laplace covariance (inverse Hessian of the negative log density)
-    of the coordinates at ``positions``, the others held where ``point`` has them.
 
-    The Hessian is the central difference of the exact gradient (``value_and_grad``, already
-    compiled for the optimisation): ``2 len(positions)`` gradient calls, no new compiled
-    program. Its error is of order ``h^2`` (steps ``h = 1e-5`` relative), far below what a
-    starting spread needs; against ``jax.hessian`` the covariance agreed to 2e-7 (relative) on
-    the 409-dimensional Goldfish hierarchy, in 0.2 s instead of 1.8 s of compiling and running.
+def _laplace_starts(point, key, density: Density, *, chains: int):
+    """Chain starts drawn from the Laplace approximation around ``point``, and its standard
+    deviations (traceable; :func:`multistart_init` compiles it once per model structure).
 
-    Returns ``None`` when the Hessian is too large, not finite or not positive definite (a
-    boundary optimum or a flat direction).
+    The covariance is the inverse Hessian of the potential over the positions NUTS moves (the
+    others held where ``point`` has them), the Hessian by central differences of the exact
+    gradient (:func:`_hessian_rows`: against ``jax.hessian`` the covariance agreed to 2e-7,
+    relative, on the 409-dimensional Goldfish hierarchy, and compiled faster). The draws are
+    truncated at two standard deviations, so that the chains start apart (R-hat can still see
+    disagreement) but not in the tails; a draw where the potential is not finite starts at
+    ``point``. Without a usable approximation (a Hessian that is not finite or not positive
+    definite: a boundary optimum or a flat direction; or more than
+    :data:`LAPLACE_MAX_DIMENSION` positions) the spread is 0.1 in every coordinate and the
+    standard deviations are 1.
+
+    Returns
+    -------
+    chain_points : array, ``(chains, dimension)``
+    scale : array, ``(dimension,)``
     """
-    if positions.size > LAPLACE_MAX_DIMENSION:
-        return None
-    rows = _hessian_rows(value_and_grad, point, positions)
-    if rows is None:
-        return None
-    hessian = rows[:, positions]
-    try:
-        factor = np.linalg.cholesky(np.linalg.inv(0.5 * (hessian + hessian.T)))
-    except np.linalg.LinAlgError:
-        return None
-    return factor if np.all(np.isfinite(factor)) else None
+    free = np.setdiff1d(np.arange(point.shape[0]), _held_positions(density))
+    fallback = 0.1 * jnp.eye(free.size)
+    if free.size > LAPLACE_MAX_DIMENSION:
+        factor, usable = fallback, jnp.asarray(False)
+    else:
+        hessian = _hessian_rows(point, free, density)[:, free]
+        factor = jnp.linalg.cholesky(jnp.linalg.inv(0.5 * (hessian + hessian.T)))
+        usable = jnp.all(jnp.isfinite(factor))
+        factor = jnp.where(usable, factor, fallback)
+    scale = (
+        jnp.ones(point.shape[0])
+        .at[free]
+        .set(jnp.where(usable, jnp.sqrt(jnp.sum(factor**2, axis=1)), 1.0))
+    )
+    noise = jnp.clip(jax.random.normal(key, (chains, free.size)), -2.0, 2.0)
+    chain_points = jnp.tile(point, (chains, 1)).at[:, free].add(noise @ factor.T)
+    finite = jnp.isfinite(jax.vmap(density.potential)(chain_points))
+    return jnp.where(finite[:, None], chain_points, point), scale
 
 
-def _hessian_rows(value_and_grad, point: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
-    """Rows ``rows`` of the Hessian of the potential at ``point``, ``(len(rows), dimension)``.
+def _hessian_rows(point, rows, density: Density):
+    """Rows ``rows`` of the Hessian of the potential at ``point``, ``(len(rows), dimension)``
+    (traceable).
 
-    Central differences of the exact gradient, steps ``h = 1e-5`` relative (two gradient calls
-    per row). ``None`` where the potential is not finite on either side of a step.
+    Central differences of the exact gradient, steps ``h = 1e-5`` relative: the gradients at
+    the ``2 len(rows)`` points are evaluated :data:`GRADIENTS_AT_ONCE` at a time, by one loop
+    over batches (one copy of the gradient in the program: it compiled in 0.9 s on benchmark
+    (b), against 3.0 s for ``lax.map``'s ``batch_size``, which compiles a second copy for the
+    remainder). A row is NaN where the potential is not finite on either side of its step.
     """
-    hessian = np.empty((rows.size, point.shape[0]))
-    for row, i in enumerate(rows):
-        step = np.zeros(point.shape[0])
-        step[i] = 1e-5 * max(1.0, abs(point[i]))
-        above, grad_above = value_and_grad(point + step)
-        below, grad_below = value_and_grad(point - step)
-        if not (np.isfinite(above) and np.isfinite(below)):
-            return None
-        hessian[row] = (grad_above - grad_below) / (2 * step[i])
-    return hessian
+    rows = jnp.asarray(rows)
+    steps = 1e-5 * jnp.maximum(1.0, jnp.abs(point[rows]))
+    offsets = jnp.zeros((rows.size, point.shape[0])).at[jnp.arange(rows.size), rows].set(steps)
+    points = jnp.concatenate([point + offsets, point - offsets])
+    batches = -(-points.shape[0] // GRADIENTS_AT_ONCE)
+    padding = jnp.tile(point, (batches * GRADIENTS_AT_ONCE - points.shape[0], 1))
+    values, grads = jax.lax.map(
+        jax.vmap(jax.value_and_grad(density.potential)),
+        jnp.concatenate([points, padding]).reshape(batches, GRADIENTS_AT_ONCE, -1),
+    )
+    values = values.reshape(-1)[: points.shape[0]]
+    grads = grads.reshape(-1, point.shape[0])[: points.shape[0]]
+    finite = jnp.isfinite(values[: rows.size]) & jnp.isfinite(values[rows.size :])
+    difference = (grads[: rows.size] - grads[rows.size :]) / (2 * steps[:, None])
+    return jnp.where(finite[:, None], difference, jnp.nan)
 
 
 def sampler_settings_from(attrs: Mapping[str, Any]) -> SamplerSettings:
