@@ -60,10 +60,10 @@ import numpy as np
 import numpyro
 import pandas as pd
 from jax.flatten_util import ravel_pytree
-from numpyro.infer import init_to_sample
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from bayescale.data import Runs, load_runs
+from bayescale.density import latent_sites, latent_trace
 from bayescale.errors import ConvergenceWarning, DataError, SettingsError
 from bayescale.inference import (
     DENSE_MASS_MAX_DIMENSION,
@@ -540,21 +540,6 @@ def _observed(program: _Program, data: Mapping[str, Any]):
     return program.spec.observation.observed(data["y"], data.get("trials"))
 
 
-def _latent_structure(model, kwargs, key):
-    """A trace of the model at a prior draw: its latent sites, their shapes and supports."""
-    seeded = numpyro.handlers.seed(model, key)
-    substituted = numpyro.handlers.substitute(seeded, substitute_fn=init_to_sample)
-    return numpyro.handlers.trace(substituted).get_trace(**kwargs)
-
-
-def _latent_names(model_trace) -> list[str]:
-    return [
-        name
-        for name, site in model_trace.items()
-        if site["type"] == "sample" and not site["is_observed"]
-    ]
-
-
 # ---------------------------------------------------------------------- the compiled programs
 def _sample_curve(program: _Program, key, data):
     """Multi-start optimisation, Laplace-spread starts and NUTS for one curve (pure JAX)."""
@@ -563,7 +548,7 @@ def _sample_curve(program: _Program, key, data):
     key_trace, key_starts, key_jitter, key_chains = jax.random.split(key, 4)
 
     # Starts from the prior, optimised by Adam (all in lockstep), on the non-centred twin.
-    twin_trace = _latent_structure(twin, kwargs, key_trace)
+    twin_trace = latent_trace(twin, kwargs, key_trace)
     starts = _prior_starts(twin_trace, key_starts, program.starts)
     flat_starts = jax.vmap(lambda tree: ravel_pytree(tree)[0])(starts)
     _, unravel_twin = ravel_pytree(jax.tree.map(lambda v: v[0], starts))
@@ -581,7 +566,7 @@ def _sample_curve(program: _Program, key, data):
         constrained = constrain_fn(
             twin, (), kwargs, unravel_twin(best_point), return_deterministic=True
         )
-        names = _latent_names(_latent_structure(model, kwargs, key_trace))
+        names = latent_sites(latent_trace(model, kwargs, key_trace))
         params = unconstrain_fn(model, (), kwargs, {n: constrained[n] for n in names})
         best_point, unravel = ravel_pytree(params)
     else:
@@ -705,9 +690,9 @@ def _curve_outputs(program: _Program, key, data, z):
     outcomes of one curve, from its unconstrained draws ``z`` shaped (chain, draw, dim)."""
     model, _ = _models(program, data)
     kwargs = {"y": _observed(program, data)}
-    structure = _latent_structure(model, kwargs, jax.random.PRNGKey(0))
+    structure = latent_trace(model, kwargs, jax.random.PRNGKey(0))
     # ravel_pytree orders the sites by name, as it did for the sampler's flat vectors.
-    _, unravel = ravel_pytree({n: structure[n]["value"] for n in _latent_names(structure)})
+    _, unravel = ravel_pytree({n: structure[n]["value"] for n in latent_sites(structure)})
 
     def one(flat, draw_key):
         params = constrain_fn(model, (), kwargs, unravel(flat), return_deterministic=True)

@@ -41,6 +41,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer import init_to_sample
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from bayescale.model import Design, ModelSpec, numpyro_model
@@ -156,9 +159,24 @@ class Density:
 
     def with_layout(self, params: Mapping[str, Any]) -> Density:
         """This density with the layout of ``params`` (unconstrained values of every latent
-        site, for instance numpyro's ``initialize_model(...)[0][0]``)."""
+        site, or anything with their shapes)."""
         layout = tuple((name, tuple(jnp.shape(params[name]))) for name in sorted(params))
         return Density(self.structure, self.data, layout)
+
+    def laid_out(self) -> Density:
+        """This density with the layout of its model's latent sites, read off an abstract
+        trace of the model (no computation) once per structure and array shapes."""
+        store = compiled_programs(self)
+        if "layout" not in store:
+            store["layout"] = jax.eval_shape(self._unconstrained_sites)
+        return self.with_layout(store["layout"])
+
+    def _unconstrained_sites(self) -> dict[str, Any]:
+        trace = latent_trace(self.model(), self.model_kwargs, jax.random.PRNGKey(0))
+        return {
+            name: biject_to(trace[name]["fn"].support).inv(trace[name]["value"])
+            for name in latent_sites(trace)
+        }
 
     def positions(self, site: str) -> np.ndarray:
         """Positions of one site's values in the flat vector (none for a site the model does
@@ -195,13 +213,30 @@ def compiled_programs(density: Density) -> dict[Any, Any]:
     """The store of compiled programs for densities of this structure and these array shapes:
     a dict the caller fills (a name, or any key, to a program). The stores of the
     :data:`PROGRAMS_KEPT` most recently used structures are kept (example in the module's
-    docstring).
+    docstring). The layout does not enter the key: the structure and the shapes decide it.
     """
-    leaves, treedef = jax.tree.flatten(density)
+    leaves, treedef = jax.tree.flatten(density.data)
     shapes = tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves)
-    return _programs_of(treedef, shapes)
+    return _programs_of(density.structure, treedef, shapes)
 
 
 @functools.lru_cache(maxsize=PROGRAMS_KEPT)
-def _programs_of(treedef, shapes) -> dict[Any, Any]:
+def _programs_of(structure, treedef, shapes) -> dict[Any, Any]:
     return {}
+
+
+def latent_trace(model, model_kwargs: Mapping[str, Any], key) -> dict[str, Any]:
+    """A trace of ``model`` at a draw from its priors (traceable): its latent sites, their
+    distributions and shapes."""
+    seeded = numpyro.handlers.seed(model, key)
+    substituted = numpyro.handlers.substitute(seeded, substitute_fn=init_to_sample)
+    return numpyro.handlers.trace(substituted).get_trace(**model_kwargs)
+
+
+def latent_sites(model_trace) -> list[str]:
+    """Names of the latent sites of a model trace, in the model's order."""
+    return [
+        name
+        for name, site in model_trace.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    ]

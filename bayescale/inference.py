@@ -31,14 +31,14 @@ import numpyro.distributions as dist
 import pandas as pd
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer import Predictive, init_to_sample, init_to_value, log_likelihood
+from numpyro.infer import Predictive, log_likelihood
 from numpyro.infer.hmc import hmc
-from numpyro.infer.util import initialize_model
+from numpyro.infer.util import unconstrain_fn
 from tqdm.auto import tqdm
 
 from bayescale import lbfgs
 from bayescale.data import Runs, load_runs
-from bayescale.density import NONCENTRED, Density, compiled_programs
+from bayescale.density import NONCENTRED, Density, compiled_programs, latent_trace
 from bayescale.errors import ConvergenceWarning, SettingsError
 from bayescale.laws import Law, get_law
 from bayescale.likelihoods import ObservationModel, default_observation_model
@@ -763,27 +763,14 @@ def multistart_init(
         The chains' unconstrained starting values, the report, the centrings chosen, and the
         standardised coordinates NUTS samples in (with the sampled model's density).
     """
-    key_model, key_starts, key_jitter = jax.random.split(key, 3)
+    key_starts, key_jitter = jax.random.split(key)
     sampled = Density.of(spec, design)
     centred = any(p.fully_centred for p in spec.pooling)
-    optimised = Density.of(spec, design, variant=NONCENTRED) if centred else sampled
-    try:
-        info, _, _, model_trace = initialize_model(
-            key_model,
-            optimised.model(),
-            init_strategy=init_to_sample,
-            model_kwargs=optimised.model_kwargs,
-            validate_grad=False,
-        )
-    except (ValueError, RuntimeError) as exc:
-        # numpyro found no prior draw with a finite log density in 100 tries, and says which
-        # distribution got an invalid argument (NaN means from the law) or that none was valid
-        raise SettingsError(
-            f"{NO_FINITE_START}; in 100 draws from the priors numpyro found none ({exc})"
-        ) from None
-    optimised = optimised.with_layout(info[0])
+    optimised = (Density.of(spec, design, variant=NONCENTRED) if centred else sampled).laid_out()
     flat_starts = np.asarray(
-        jax.vmap(lambda tree: ravel_pytree(tree)[0])(_prior_starts(model_trace, key_starts, starts))
+        _program(
+            optimised, ("prior_draws", starts), functools.partial(_prior_draws, starts=starts)
+        )(key_starts, optimised)
     )
     result = _optimise_starts(optimised, flat_starts, devices or jax.devices()[:1])
     points, values = result.x, np.where(result.status == lbfgs.NOT_FINITE, np.inf, result.value)
@@ -807,21 +794,11 @@ def multistart_init(
     if auto_centring is not None:
         centrings = auto_centring.centrings(best_point, optimised)
         sampled = Density.of(spec, design, centrings=centrings)
-    if sampled is not optimised:
-        constrained = optimised.constrained(jnp.asarray(best_point))
-        if centrings:
-            constrained = auto_centring.carry_over(
-                sampled.model(), constrained, sampled.model_kwargs
-            )
-        info, *_ = initialize_model(
-            key_model,
-            sampled.model(),
-            init_strategy=init_to_value(values=constrained),
-            model_kwargs=sampled.model_kwargs,
-            validate_grad=False,
+    if centred or auto_centring is not None:
+        density = sampled.laid_out()
+        best_point = _program(density, "carried_over", _carried_over)(
+            jnp.asarray(best_point), optimised, density
         )
-        density = sampled.with_layout(info[0])
-        best_point = ravel_pytree(info[0])[0]
     held = _held_positions(density)
     best_point = np.array(best_point)  # a writable NumPy copy
     best_point[held] = 0.0
@@ -833,6 +810,31 @@ def multistart_init(
     )
     coordinates = StandardisedCoordinates(best_point, scale, density, tuple(held.tolist()))
     return Starts(chain_points, report, coordinates, centrings)
+
+
+def _prior_draws(key, density: Density, *, starts: int):
+    """``starts`` draws from the priors of ``density``'s model as flat unconstrained vectors,
+    ``(starts, dimension)`` (traceable; see :func:`_prior_starts`)."""
+    key_trace, key_draws = jax.random.split(key)
+    model_trace = latent_trace(density.model(), density.model_kwargs, key_trace)
+    draws = _prior_starts(model_trace, key_draws, starts)
+    return jax.vmap(lambda tree: ravel_pytree(tree)[0])(draws)
+
+
+def _carried_over(point, optimised: Density, sampled: Density):
+    """The point ``point`` of the optimised (all-non-centred) model in the flat unconstrained
+    coordinates of the sampled one (traceable): the same constrained values, with the
+    non-centred values of auto-centred groups moved to their partially centred sites
+    (:meth:`AutoCentring.carry_over`)."""
+    constrained = optimised.constrained(point)
+    auto_centring = AutoCentring.of(sampled.spec)
+    if auto_centring is not None:
+        constrained = auto_centring.carry_over(sampled.model(), constrained, sampled.model_kwargs)
+    names = [name for name, _ in sampled.layout]
+    params = unconstrain_fn(
+        sampled.model(), (), sampled.model_kwargs, {name: constrained[name] for name in names}
+    )
+    return ravel_pytree(params)[0]
 
 
 def _held_positions(density: Density) -> np.ndarray:
