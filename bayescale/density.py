@@ -1,17 +1,18 @@
 """A model's log density as a value that compiled programs take as an argument.
 
-:func:`bayescale.fit` compiles four programs: the value and gradient of the log density that the
-multi-start optimisation calls from SciPy (for the model it optimises and, when that is another
-parameterisation, for the model it samples), the NUTS chains, and the draws after sampling. If
-these programs closed over the data, the data would be constants of the programs and every fit
-would compile them again (4.6 s of the 7.1 s of a second fit of benchmark (b) did, before this
-module). Here the data are an argument: a :class:`Density` is a JAX pytree whose leaves are the
-design's arrays (and the centrings of ``centered="auto"`` poolings) and whose static part is the
-model's :class:`ModelStructure` and the layout of its flat vector of unconstrained parameters.
-Compiled programs are kept per static part and shapes of the leaves (:func:`compiled_programs`,
-for the :data:`PROGRAMS_KEPT` most recently used), so refitting a data set of the same shapes
-(other outcomes, another seed) with the same specification and sampler settings runs the
-programs already compiled.
+:func:`bayescale.fit` compiles its work into a few programs: the prior draws that start the
+multi-start optimisation, the optimisation itself (:mod:`bayescale.lbfgs`), the carry-over of the
+best point to the sampled model's coordinates (when they differ), the Laplace spread of the
+chains' starts, the NUTS chains, and the draws after sampling. If these programs closed over the
+data, the data would be constants of the programs and every fit would compile them again (4.6 s
+of the 7.1 s of a second fit of benchmark (b) did, before this module). Here the data are an
+argument: a :class:`Density` is a JAX pytree whose leaves are the design's arrays (and the
+centrings of ``centered="auto"`` poolings) and whose static part is the model's
+:class:`ModelStructure` and the layout of its flat vector of unconstrained parameters.
+Compiled programs are kept per model structure and shapes of the leaves
+(:func:`compiled_programs`, for the :data:`PROGRAMS_KEPT` most recently used), so refitting a
+data set of the same shapes (other outcomes, another seed) with the same specification and
+sampler settings runs the programs already compiled.
 
 Examples
 --------
@@ -102,9 +103,9 @@ class Density:
     """The log density of one model on one data set, as a function of the model's flat vector of
     unconstrained parameters.
 
-    Build it with :meth:`of`, then give it the parameters' layout with :meth:`with_layout`
-    (numpyro's unconstrained values of the model at any point) before calling
-    :meth:`potential`, :meth:`constrained` or :meth:`unravel`.
+    Build it with :meth:`of`, then give it the parameters' layout with :meth:`laid_out` (or
+    :meth:`with_layout`) before calling :meth:`potential`, :meth:`constrained` or
+    :meth:`unravel`.
     """
 
     structure: ModelStructure
