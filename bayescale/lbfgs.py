@@ -78,12 +78,17 @@ class Result(NamedTuple):
 
 
 class _State(NamedTuple):
-    x: jax.Array
+    x: jax.Array  # the last accepted point (the start until the first evaluation accepts it)
     value: jax.Array
     grad: jax.Array
-    s: jax.Array  # (MEMORY, n), the newest pair at index (pairs - 1) % MEMORY
+    s: jax.Array  # (memory, n), the newest pair at index (pairs - 1) % memory
     y: jax.Array
-    pairs: jax.Array  # pairs stored so far (the memory holds min(pairs, MEMORY))
+    pairs: jax.Array  # pairs stored so far (the memory holds min(pairs, memory))
+    direction: jax.Array
+    step: jax.Array  # the next evaluation is at x + step * direction
+    slope: jax.Array  # grad . direction
+    halvings: jax.Array  # of the step, in the current line search
+    started: jax.Array  # whether x has been evaluated (and found finite)
     iterations: jax.Array
     evaluations: jax.Array
     status: jax.Array
@@ -99,6 +104,11 @@ def minimize(
 ) -> Result:
     """Minimise a function from ``x0`` with L-BFGS; traceable (runs under ``jit`` and ``vmap``).
 
+    Each pass of the loop evaluates the objective once: at the start, at a new trial step of
+    the line search, or at half the last one. So the compiled program holds one copy of
+    ``value_and_grad`` (with a separate evaluation of the start and of the line search's first
+    trial, it held three and compiled about three times as long).
+
     Parameters
     ----------
     value_and_grad : callable
@@ -107,67 +117,72 @@ def minimize(
     x0 : array
         The start, a flat vector.
     memory, max_iterations : int
-        Correction pairs kept, and iterations before giving up.
+        Correction pairs kept, and iterations (accepted steps) before giving up.
     """
-    value, grad = value_and_grad(x0)
-    finite = _finite(value, grad)
     n = x0.shape[0]
+    zero = jnp.zeros((), x0.dtype)
     state = _State(
         x=x0,
-        value=value,
-        grad=grad,
+        value=jnp.asarray(jnp.inf, x0.dtype),
+        grad=jnp.zeros_like(x0),
         s=jnp.zeros((memory, n), x0.dtype),
         y=jnp.zeros((memory, n), x0.dtype),
         pairs=jnp.asarray(0),
+        direction=jnp.zeros_like(x0),
+        step=zero,
+        slope=zero,
+        halvings=jnp.asarray(0),
+        started=jnp.asarray(False),
         iterations=jnp.asarray(0),
-        evaluations=jnp.asarray(1),
-        status=jnp.where(
-            finite, jnp.where(_small_gradient(grad), CONVERGED, MAX_ITERATIONS_REACHED), NOT_FINITE
-        ),
-        done=~finite | _small_gradient(grad),
+        evaluations=jnp.asarray(0),
+        status=jnp.asarray(MAX_ITERATIONS_REACHED),
+        done=jnp.asarray(False),
     )
 
-    def iterate(state: _State) -> _State:
-        direction = _direction(state, memory)
-        slope = jnp.dot(state.grad, direction)
-        # Rounding can make the two-loop direction point uphill: fall back to steepest descent.
-        uphill = ~(slope < 0)
-        direction = jnp.where(uphill, -state.grad, direction)
-        slope = jnp.where(uphill, -jnp.dot(state.grad, state.grad), slope)
-        # First iteration (or after a fallback): a step of length 1 / |g|, as L-BFGS-B takes.
-        first = (state.pairs == 0) | uphill
-        step = jnp.where(first, 1.0 / jnp.linalg.norm(direction), 1.0)
-        step, value, grad, found, evaluations = _backtrack(
-            value_and_grad, state, direction, slope, step
-        )
-        x = state.x + step * direction
-        s, y = x - state.x, grad - state.grad
-        curvature = jnp.dot(s, y)
-        keep = found & (curvature > jnp.finfo(x.dtype).eps * jnp.dot(y, y))
+    def evaluate(state: _State) -> _State:
+        candidate = state.x + state.step * state.direction
+        value, grad = value_and_grad(candidate)
+        # Armijo; the first evaluation (at the start, value inf) is taken if it is finite
+        accepted = _finite(value, grad) & (value <= state.value + ARMIJO * state.step * state.slope)
+        # an accepted step: store the pair (s, y) if its curvature is positive
+        s, y = candidate - state.x, grad - state.grad
+        keep = accepted & (jnp.dot(s, y) > jnp.finfo(x0.dtype).eps * jnp.dot(y, y))
         slot = state.pairs % memory
-        reduction = state.value - value
+        pairs = state.pairs + keep
+        memory_s = jnp.where(keep, state.s.at[slot].set(s), state.s)
+        memory_y = jnp.where(keep, state.y.at[slot].set(y), state.y)
+        direction, slope, step = _next_step(grad, memory_s, memory_y, pairs, memory)
         scale = jnp.maximum(jnp.maximum(jnp.abs(state.value), jnp.abs(value)), 1.0)
-        stalled = found & (reduction <= FTOL * scale)
-        iterations = state.iterations + 1
-        status = jnp.select(
-            [~found, stalled | _small_gradient(grad), iterations >= max_iterations],
-            [LINE_SEARCH_FAILED, CONVERGED, MAX_ITERATIONS_REACHED],
-            MAX_ITERATIONS_REACHED,
-        )
+        stalled = state.started & (state.value - value <= FTOL * scale)
+        iterations = state.iterations + (accepted & state.started)
+        converged = stalled | _small_gradient(grad)
+        halvings = jnp.where(accepted, 0, state.halvings + state.started)
+        not_finite = ~accepted & ~state.started
+        failed = halvings >= MAX_BACKTRACKS
+        out_of_iterations = iterations >= max_iterations
         return _State(
-            x=jnp.where(found, x, state.x),
-            value=jnp.where(found, value, state.value),
-            grad=jnp.where(found, grad, state.grad),
-            s=jnp.where(keep, state.s.at[slot].set(s), state.s),
-            y=jnp.where(keep, state.y.at[slot].set(y), state.y),
-            pairs=state.pairs + keep,
+            x=jnp.where(accepted, candidate, state.x),
+            value=jnp.where(accepted, value, state.value),
+            grad=jnp.where(accepted, grad, state.grad),
+            s=memory_s,
+            y=memory_y,
+            pairs=pairs,
+            direction=jnp.where(accepted, direction, state.direction),
+            step=jnp.where(accepted, step, 0.5 * state.step),
+            slope=jnp.where(accepted, slope, state.slope),
+            halvings=halvings,
+            started=state.started | accepted,
             iterations=iterations,
-            evaluations=state.evaluations + evaluations,
-            status=status,
-            done=~found | stalled | _small_gradient(grad) | (iterations >= max_iterations),
+            evaluations=state.evaluations + 1,
+            status=jnp.select(
+                [not_finite, accepted & converged, failed],
+                [NOT_FINITE, CONVERGED, LINE_SEARCH_FAILED],
+                MAX_ITERATIONS_REACHED,
+            ),
+            done=not_finite | (accepted & (converged | out_of_iterations)) | failed,
         )
 
-    final = jax.lax.while_loop(lambda state: ~state.done, iterate, state)
+    final = jax.lax.while_loop(lambda state: ~state.done, evaluate, state)
     return Result(
         final.x, final.value, final.grad, final.iterations, final.evaluations, final.status
     )
@@ -192,15 +207,29 @@ def _small_gradient(grad) -> jax.Array:
     return jnp.max(jnp.abs(grad)) <= GTOL
 
 
-def _direction(state: _State, memory: int) -> jax.Array:
+def _next_step(grad, s, y, pairs, memory: int):
+    """The direction ``-H g`` of the stored pairs, its slope ``g.d``, and the first trial step:
+    1, or ``1 / |d|`` (as L-BFGS-B takes) before any pair is stored. Where rounding makes the
+    direction point uphill, steepest descent instead."""
+    direction = _direction(grad, s, y, pairs, memory)
+    slope = jnp.dot(grad, direction)
+    uphill = ~(slope < 0)
+    direction = jnp.where(uphill, -grad, direction)
+    slope = jnp.where(uphill, -jnp.dot(grad, grad), slope)
+    first = (pairs == 0) | uphill
+    step = jnp.where(first, 1.0 / jnp.maximum(jnp.linalg.norm(direction), 1e-300), 1.0)
+    return direction, slope, step
+
+
+def _direction(grad, s, y, pairs, memory: int) -> jax.Array:
     """``-H g`` by the two-loop recursion over the stored pairs, newest first (Nocedal &
     Wright, Algorithm 7.4); the initial matrix ``(s.y / y.y) I`` of the newest pair (eq. 7.20),
     the identity before any pair is stored."""
-    stored = jnp.minimum(state.pairs, memory)
+    stored = jnp.minimum(pairs, memory)
     # Pair positions from the newest to the oldest; slots past ``stored`` are masked out.
-    order = (state.pairs - 1 - jnp.arange(memory)) % memory
+    order = (pairs - 1 - jnp.arange(memory)) % memory
     used = jnp.arange(memory) < stored
-    s, y = state.s[order], state.y[order]
+    s, y = s[order], y[order]
     rho = jnp.where(used, 1.0 / jnp.where(used, jnp.sum(s * y, axis=1), 1.0), 0.0)
 
     def newest_first(q, pair):
@@ -208,7 +237,7 @@ def _direction(state: _State, memory: int) -> jax.Array:
         alpha = rho_i * jnp.dot(s_i, q)
         return q - alpha * y_i, alpha
 
-    q, alphas = jax.lax.scan(newest_first, state.grad, (s, y, rho))
+    q, alphas = jax.lax.scan(newest_first, grad, (s, y, rho))
     gamma = jnp.where(stored > 0, jnp.dot(s[0], y[0]) / jnp.dot(y[0], y[0]), 1.0)
     r = gamma * q
 
@@ -219,29 +248,3 @@ def _direction(state: _State, memory: int) -> jax.Array:
 
     r, _ = jax.lax.scan(oldest_first, r, (s, y, rho, alphas), reverse=True)
     return -r
-
-
-def _backtrack(value_and_grad, state: _State, direction, slope, step):
-    """Halve ``step`` until the objective at ``x + step * direction`` is finite and decreases
-    enough (Armijo), at most :data:`MAX_BACKTRACKS` times; returns the step, the value and
-    gradient there, whether it succeeded, and the number of evaluations."""
-
-    def evaluate(step):
-        value, grad = value_and_grad(state.x + step * direction)
-        ok = _finite(value, grad) & (value <= state.value + ARMIJO * step * slope)
-        return value, grad, ok
-
-    value, grad, ok = evaluate(step)
-
-    def shorter(carry):
-        step, _, _, _, tries = carry
-        step = 0.5 * step
-        value, grad, ok = evaluate(step)
-        return step, value, grad, ok, tries + 1
-
-    step, value, grad, ok, tries = jax.lax.while_loop(
-        lambda carry: ~carry[3] & (carry[4] < MAX_BACKTRACKS),
-        shorter,
-        (step, value, grad, ok, jnp.asarray(0)),
-    )
-    return step, value, grad, ok, tries + 1
