@@ -1041,8 +1041,8 @@ def _optimise_starts(density: Density, starts: np.ndarray, devices: Sequence) ->
     split evenly over ``devices`` (:func:`bayescale.lbfgs.minimize_each` on each, all in one
     compiled program), as NumPy arrays with one row per start.
 
-    On the 2-core development machine, 32 starts of benchmark (b) took 0.22 s on one CPU
-    device and 0.11 s split over 2 or 4 (:func:`use_cpu_devices`)."""
+    On the 2-core development machine, 32 starts of benchmark (b) took 0.22 to 0.25 s on one
+    CPU device and 0.11 to 0.18 s split over 2 or 4 (:func:`use_cpu_devices`)."""
 
     def optimise(starts, density):
         return lbfgs.minimize_each(jax.value_and_grad(density.potential), starts)
