@@ -46,7 +46,6 @@ Examples
 from __future__ import annotations
 
 import functools
-import math
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -820,7 +819,7 @@ def _fit(
             "step_size": np.asarray(sampled["step_size"][i]).tolist(),
             "wall_seconds": round(elapsed, 3),
             "init": asdict(
-                _init_report(sampled["optimum_values"][i], sampled["optimum_points"][i])
+                InitReport.of(sampled["optimum_values"][i], sampled["optimum_points"][i])
             ),
             "batch": {
                 "curve": label,
@@ -845,25 +844,3 @@ def _fit(
         )
         fits[label] = Fit(datatree, law=spec.law)
     return fits, {"runs": runs_bucket, "groups": group_sizes}
-
-
-def _init_report(values: np.ndarray, points: np.ndarray) -> InitReport:
-    """The multi-start report of one curve, as :func:`bayescale.inference.multistart_init`
-    writes it."""
-    finite = np.isfinite(values)
-    if not finite.any():
-        return InitReport(len(values), 0, -math.inf, 0, None)
-    best = int(np.argmin(np.where(finite, values, np.inf)))
-    best_value = float(values[best])
-    distance = np.max(
-        np.abs(np.where(finite[:, None], points, points[best]) - points[best]), axis=1
-    )
-    far = finite & (distance > 1.0)
-    gap = float(np.min(values[far]) - best_value) if far.any() else None
-    return InitReport(
-        starts=len(values),
-        finite=int(finite.sum()),
-        best_log_density=-best_value,
-        near_best=int(np.sum(finite & (values - best_value < 1.0))),
-        other_mode_gap=gap,
-    )

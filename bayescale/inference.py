@@ -170,6 +170,27 @@ class InitReport:
     near_best: int
     other_mode_gap: float | None
 
+    @classmethod
+    def of(cls, values: np.ndarray, points: np.ndarray) -> InitReport:
+        """The report of optimisations that ended at ``points`` ``(starts, dimension)`` with
+        potentials (negative log densities) ``values``, non-finite where they failed."""
+        finite = np.isfinite(values) & np.all(np.isfinite(points), axis=1)
+        if not finite.any():
+            return cls(len(values), 0, -np.inf, 0, None)
+        best = int(np.argmin(np.where(finite, values, np.inf)))
+        best_value = float(values[best])
+        distance = np.max(
+            np.abs(np.where(finite[:, None], points, points[best]) - points[best]), axis=1
+        )
+        far = finite & (distance > 1.0)
+        return cls(
+            starts=len(values),
+            finite=int(finite.sum()),
+            best_log_density=-best_value,
+            near_best=int(np.sum(finite & (values - best_value < 1.0))),
+            other_mode_gap=float(np.min(values[far]) - best_value) if far.any() else None,
+        )
+
 
 def fit(
     data: Runs | str | Path | pd.DataFrame,
@@ -775,21 +796,10 @@ def multistart_init(
     )
     result = _optimise_starts(optimised, flat_starts, devices or jax.devices()[:1])
     points, values = result.x, np.where(result.status == lbfgs.NOT_FINITE, np.inf, result.value)
-    finite = np.isfinite(values) & np.all(np.isfinite(points), axis=1)
-    if not finite.any():
+    report = InitReport.of(values, points)
+    if report.finite == 0:
         raise SettingsError(NO_FINITE_START)
-    best = int(np.argmin(np.where(finite, values, np.inf)))
-    best_point, best_value = points[best], float(values[best])
-    distance = np.max(np.abs(np.where(finite[:, None], points, best_point) - best_point), axis=1)
-    far = finite & (distance > 1.0)
-    gap = float(np.min(values[far]) - best_value) if far.any() else None
-    report = InitReport(
-        starts=int(starts),
-        finite=int(finite.sum()),
-        best_log_density=-best_value,
-        near_best=int(np.sum(finite & (values - best_value < 1.0))),
-        other_mode_gap=gap,
-    )
+    best_point = points[np.argmin(np.where(np.isfinite(values), values, np.inf))]
     density, centrings = optimised, {}
     auto_centring = AutoCentring.of(spec)
     if auto_centring is not None:
