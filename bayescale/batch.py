@@ -12,12 +12,13 @@ also run in parallel.
 Shape bucketing
 ---------------
 The compiled program depends on array shapes, not on values. Each curve's runs are padded to a
-bucket size (the next power of two, at least 8) by repeating its first run, and the padded runs
-are masked out of the likelihood (their log density is exactly zero, and they never reach the
-results). Group counts of pooled models are bucketed the same way (padded groups have no runs and
-are dropped). Refitting curves whose sizes fall in the same buckets, with the same number of curves
-and the same settings, reuses the compiled program: no recompilation (see ``compilations`` in the
-returned :class:`BatchFit`). A batch with another number of curves compiles a new program.
+bucket size (:func:`~bayescale.model.bucket_size`, as :func:`bayescale.fit` pads them) by
+repeating its first run, and the padded runs are masked out of the likelihood (their log density
+is exactly zero, and they never reach the results). Group counts of pooled models are bucketed
+the same way (padded groups have no runs and are dropped). Refitting curves whose sizes fall in
+the same buckets, with the same number of curves and the same settings, reuses the compiled
+program: no recompilation (see ``compilations`` in the returned :class:`BatchFit`). A batch with
+another number of curves compiles a new program.
 
 Results
 -------
@@ -81,31 +82,18 @@ from bayescale.model import (
     OBSERVED_SITE,
     Design,
     ModelSpec,
+    bucket_size,
     numpyro_model,
     pointwise_log_likelihood,
 )
 from bayescale.priors import Pooling, Prior
 from bayescale.results import Fit, build_datatree
 
-MIN_BUCKET = 8
-"""Smallest padded number of runs (and of groups) per curve."""
-
 OPTIMISER_STEPS = 500
 """Adam steps per start of the multi-start optimisation (all starts run in lockstep)."""
 
 NEWTON_STEPS = 30
 """Damped Newton steps polishing the best start (up to 100 dimensions)."""
-
-
-def bucket_size(n: int) -> int:
-    """The padded size for ``n`` runs or groups: the next power of two, at least 8.
-
-    Examples
-    --------
-    >>> [bucket_size(n) for n in (1, 8, 9, 40, 64, 65)]
-    [8, 8, 16, 64, 64, 128]
-    """
-    return max(MIN_BUCKET, 1 << max(0, int(n) - 1).bit_length())
 
 
 # ---------------------------------------------------------------------- results
@@ -459,29 +447,20 @@ def _platform(device: str | None) -> str:
 
 
 def _pad(designs: list[Design], spec: ModelSpec, runs_bucket: int, group_sizes: dict[str, int]):
-    """Stack the curves' arrays, each padded to the bucket sizes, with a mask of real runs."""
-
-    def rows(values, design):
-        index = np.r_[np.arange(design.n_runs), np.zeros(runs_bucket - design.n_runs, int)]
-        return np.asarray(values)[index]
+    """Stack the curves' arrays, each padded to the bucket sizes (:meth:`Design.padded`)."""
 
     def groups(values, size):
         values = np.asarray(values, dtype=np.float64)
         return np.r_[values, np.zeros(size - values.shape[0])]
 
-    def stack(leaves):
-        return np.stack(leaves)
-
+    padded = [d.padded(runs_bucket) for d in designs]
+    stack = np.stack
     data: dict[str, Any] = {
-        "x": {k: stack([rows(d.x[k], d) for d in designs]) for k in designs[0].x},
-        "y": stack([rows(d.y, d) for d in designs]),
-        "mask": stack([np.arange(runs_bucket) < d.n_runs for d in designs]),
-        "group_index": {
-            c: stack([rows(d.group_index[c], d) for d in designs]) for c in spec.group_columns
-        },
-        "covariates": {
-            c: stack([rows(d.covariates[c], d) for d in designs]) for c in spec.covariate_columns
-        },
+        "x": {k: stack([p.x[k] for p in padded]) for k in designs[0].x},
+        "y": stack([p.y for p in padded]),
+        "observed": stack([p.observed for p in padded]),
+        "group_index": {c: stack([p.group_index[c] for p in padded]) for c in spec.group_columns},
+        "covariates": {c: stack([p.covariates[c] for p in padded]) for c in spec.covariate_columns},
         "group_covariates": {
             g: {
                 c: stack([groups(d.group_covariates[g][c], group_sizes[g]) for d in designs])
@@ -494,15 +473,15 @@ def _pad(designs: list[Design], spec: ModelSpec, runs_bucket: int, group_sizes: 
         },
     }
     if designs[0].walk_position is not None:
-        data["walk_position"] = stack([rows(d.walk_position, d) for d in designs])
-        data["walk_block"] = stack([rows(d.walk_block, d) for d in designs])
+        data["walk_position"] = stack([p.walk_position for p in padded])
+        data["walk_block"] = stack([p.walk_block for p in padded])
     if designs[0].trials is not None:
-        data["trials"] = stack([rows(d.trials, d).astype(np.float64) for d in designs])
+        data["trials"] = stack([p.trials.astype(np.float64) for p in padded])
     if any(d.censoring is not None and np.any(d.censoring) for d in designs):
         data["censoring"] = stack(
             [
-                rows(d.censoring if d.censoring is not None else np.zeros(d.n_runs), d)
-                for d in designs
+                p.censoring if p.censoring is not None else np.zeros(runs_bucket, np.int64)
+                for p in padded
             ]
         ).astype(np.int64)
     return data
@@ -513,25 +492,13 @@ def _design(program: _Program, data: Mapping[str, Any]) -> Design:
     return Design.from_arrays(data, dict(program.group_sizes))
 
 
-class _MaskObserved(numpyro.primitives.Messenger):
-    """Mask padded runs out of the observed site only (priors are untouched)."""
-
-    def __init__(self, fn, mask):
-        self.mask = mask
-        super().__init__(fn)
-
-    def process_message(self, msg):
-        if msg["type"] == "sample" and msg["name"] == OBSERVED_SITE:
-            msg["fn"] = msg["fn"].mask(self.mask)
-
-
 def _models(program: _Program, data: Mapping[str, Any]):
     """The curve's model, and the all-non-centred twin its optimisation runs on."""
     design = _design(program, data)
-    model = _MaskObserved(numpyro_model(program.spec, design), data["mask"])
+    model = numpyro_model(program.spec, design)
     if not program.centred:
         return model, model
-    twin = _MaskObserved(numpyro_model(program.spec, design, all_noncentred=True), data["mask"])
+    twin = numpyro_model(program.spec, design, all_noncentred=True)
     return model, twin
 
 
@@ -816,6 +783,7 @@ def _fit(
             "device_used": str(jax.devices(settings.device)[0]),
             "dense_mass_used": bool(sampled["dense"][i]),
             "sampled_dimension": int(sampled["z"].shape[-1]),
+            "padded_runs": runs_bucket,
             "step_size": np.asarray(sampled["step_size"][i]).tolist(),
             "wall_seconds": round(elapsed, 3),
             "init": asdict(

@@ -47,6 +47,7 @@ from bayescale.model import (
     OBSERVED_SITE,
     Design,
     ModelSpec,
+    bucket_size,
     conditional_site,
     pointwise_log_likelihood,
 )
@@ -421,6 +422,9 @@ def xla_compilations(events: Iterable[str] = (COMPILE_EVENT,)):
 
 def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     design = Design.from_runs(runs, spec)
+    # The compiled programs see the runs padded to a bucket size, so that data sets of nearby
+    # sizes share them (padding rows are left out of the likelihood and of the results).
+    padded = design.padded(bucket_size(design.n_runs))
     chain_method = resolve_chain_method(settings)
     started = time.perf_counter()
     with jax.enable_x64(True), xla_compilations() as compiled:
@@ -428,7 +432,7 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         key_init, key_mcmc, key_predictive = jax.random.split(key, 3)
         starts = multistart_init(
             spec,
-            design,
+            padded,
             key_init,
             settings.starts,
             settings.chains,
@@ -454,6 +458,7 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
                 starts.coordinates, chains.draws, key_predictive
             ),
         )
+        pointwise, predictive = pointwise[..., : design.n_runs], predictive[..., : design.n_runs]
     elapsed = time.perf_counter() - started
     sampler = {
         **asdict(settings),
@@ -462,6 +467,7 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         "chain_method_used": chain_method,
         "dense_mass_used": dense,
         "sampled_dimension": dimension,
+        "padded_runs": padded.n_runs,
         "step_size": chains.step_size.tolist(),
         "nuts_seconds": round(chains.seconds, 3),
         "wall_seconds": round(elapsed, 3),

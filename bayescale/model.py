@@ -487,6 +487,31 @@ class ModelSpec:
         return replace(created, overridden=frozenset(spec.get("overridden", ())))
 
 
+MIN_BUCKET = 8
+"""Smallest padded number of runs (and of groups in a batch)."""
+
+SMALL_BUCKETS = 64
+"""Up to this size, padded sizes are powers of two; above it, four sizes per doubling."""
+
+
+def bucket_size(n: int) -> int:
+    """The padded size for ``n`` runs (or groups in a batch): the next power of two from 8 to
+    64; above 64 the next multiple of a quarter of the power of two below ``n`` (80, 96, 112,
+    128, 160, ...), so that padding adds at most a quarter to the rows where their number, not
+    the per-call overhead, sets the cost of the likelihood.
+
+    Examples
+    --------
+    >>> [bucket_size(n) for n in (1, 8, 9, 40, 64, 65, 100, 129, 240, 741)]
+    [8, 8, 16, 64, 64, 80, 112, 160, 256, 768]
+    """
+    n = int(n)
+    if n <= SMALL_BUCKETS:
+        return max(MIN_BUCKET, 1 << max(0, n - 1).bit_length())
+    step = (1 << (n - 1).bit_length() - 1) // 4
+    return -(-n // step) * step
+
+
 @dataclass(frozen=True, eq=False)
 class Design:
     """The arrays of one data set, in the form the model consumes.
@@ -518,6 +543,9 @@ class Design:
     walk_position, walk_block : ndarray or None
         For a correlated observation model (``lognormal_walk``): each run's log input above the
         smallest of its curve, and the code of its curve (its combination of group labels).
+    observed : ndarray of bool or None
+        Which rows are runs; the others are padding (:meth:`padded`), which the model leaves
+        out of the likelihood. ``None``: every row is a run.
     """
 
     x: dict[str, np.ndarray]
@@ -532,6 +560,7 @@ class Design:
     parents: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     walk_position: np.ndarray | None = None
     walk_block: np.ndarray | None = None
+    observed: np.ndarray | None = None
 
     @property
     def nested(self) -> frozenset[tuple[str, str]]:
@@ -611,14 +640,56 @@ class Design:
 
     @property
     def n_runs(self) -> int:
+        """The number of rows, padding included."""
         return int(self.y.shape[0])
+
+    def padded(self, rows: int) -> Design:
+        """This design with ``rows`` rows: the runs, then copies of the first run marked as
+        padding (``observed`` False), which the model leaves out of the likelihood.
+
+        A fit pads its runs to :func:`bucket_size` so that data sets of nearby sizes share one
+        compiled program (see :mod:`bayescale.density`). The log density is the same function
+        of the parameters; only the order of the floating-point sums may differ.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from bayescale.data import load_runs
+        >>> spec = ModelSpec.create("power_law_floor")
+        >>> runs = load_runs(pd.DataFrame({"x": [1e6, 1e7, 1e8], "loss": [3.0, 2.5, 2.2]}),
+        ...                  law=spec.law, y="loss")
+        >>> design = Design.from_runs(runs, spec).padded(8)
+        >>> design.n_runs, design.observed.sum(), design.y[3:].tolist() == [3.0] * 5
+        (8, np.int64(3), True)
+        """
+        if self.observed is not None:
+            raise ValueError("the design is padded already")
+        if rows < self.n_runs:
+            raise ValueError(f"cannot pad {self.n_runs} runs to {rows} rows")
+        index = np.r_[np.arange(self.n_runs), np.zeros(rows - self.n_runs, dtype=int)]
+
+        def take(values):
+            return None if values is None else np.asarray(values)[index]
+
+        return replace(
+            self,
+            x={k: take(v) for k, v in self.x.items()},
+            y=take(self.y),
+            group_index={k: take(v) for k, v in self.group_index.items()},
+            covariates={k: take(v) for k, v in self.covariates.items()},
+            trials=take(self.trials),
+            censoring=take(self.censoring),
+            walk_position=take(self.walk_position),
+            walk_block=take(self.walk_block),
+            observed=np.arange(rows) < self.n_runs,
+        )
 
     def arrays(self) -> dict[str, Any]:
         """The design's values as one dict of arrays: what a compiled program takes as its
         argument, so that a program compiled for one data set serves every data set of the
         same shapes (see :meth:`from_arrays`). Group labels are left out (only their number
-        matters to the model); trials, censoring codes and the walk positions are in it when
-        the model uses them."""
+        matters to the model); trials, censoring codes, the walk positions and the padding mask
+        are in it when the model uses them."""
         out: dict[str, Any] = {
             "x": dict(self.x),
             "y": self.y,
@@ -635,6 +706,8 @@ class Design:
         if self.walk_position is not None:
             out["walk_position"] = self.walk_position
             out["walk_block"] = self.walk_block
+        if self.observed is not None:
+            out["observed"] = self.observed
         return out
 
     @classmethod
@@ -654,6 +727,7 @@ class Design:
             parents=arrays.get("parents", {}),
             walk_position=arrays.get("walk_position"),
             walk_block=arrays.get("walk_block"),
+            observed=arrays.get("observed"),
         )
 
     @property
@@ -939,18 +1013,21 @@ class ConditionalGroups:
     sd: Any
     offset: Any
 
-    def sample(self, log_mean_without, residual, index, sigma, name: str):
+    def sample(self, log_mean_without, residual, index, sigma, name: str, observed=None):
         """Sample the group values centred on their conditional posterior (see
         :class:`~bayescale.priors.Pooling`) and return the runs' log means.
 
         ``log_mean_without`` is each run's log mean with ``u = 0``, ``residual`` its log
         outcome minus the observation model's centre of ``log y`` there, ``index`` each run's
-        group and ``sigma`` the runs' log-scale noise. Adds the prior of ``u`` and the log
-        Jacobian of ``z -> u`` to the density.
+        group, ``sigma`` the runs' log-scale noise and ``observed`` which rows are runs (the
+        others are padding and do not pull; ``None``: all). Adds the prior of ``u`` and the
+        log Jacobian of ``z -> u`` to the density.
         """
         groups = self.offset.shape[-1]
         center = jnp.broadcast_to(self.center, (groups,))
         precision_runs = 1.0 / sigma**2
+        if observed is not None:
+            precision_runs = jnp.where(observed, precision_runs, 0.0)
         weight = jax.ops.segment_sum(precision_runs, index, groups)
         pull = jax.ops.segment_sum(precision_runs * residual, index, groups)
         # mean = (center / sd^2 + pull) / (1 / sd^2 + weight), written to stay finite as sd -> 0
@@ -1133,6 +1210,7 @@ def numpyro_model(
         x = {k: jnp.asarray(v) for k, v in design.x.items()}
         group_index = {k: jnp.asarray(v) for k, v in design.group_index.items()}
         covariates = {k: jnp.asarray(v) for k, v in design.covariates.items()}
+        observed = None if design.observed is None else jnp.asarray(design.observed)
         held: dict[str, ConditionalGroups] = {}
         values, logs = sample_parameters(spec, design, held)
         values, logs = at_runs(spec, values, logs, group_index, covariates)
@@ -1147,6 +1225,7 @@ def numpyro_model(
                 group_index[pooling.group],
                 jnp.broadcast_to(observation_theta["sigma"], jnp.shape(log_mean)),
                 pooling.parameter,
+                observed,
             )
         trials = None if design.trials is None else jnp.asarray(design.trials)
         censoring = jnp.asarray(design.censoring) if censored else None
@@ -1159,11 +1238,15 @@ def numpyro_model(
                     observation_theta["tau"],
                     jnp.asarray(design.walk_position),
                     jnp.asarray(design.walk_block),
+                    observed,
                 ),
                 obs=y,
             )
             return
-        with numpyro.plate("obs", design.n_runs):
+        with (
+            numpyro.plate("obs", design.n_runs),
+            numpyro.handlers.mask(mask=True if observed is None else observed),
+        ):
             numpyro.sample(
                 OBSERVED_SITE,
                 observation_distribution(spec, log_mean, observation_theta, trials, censoring),

@@ -61,7 +61,7 @@ def batch() -> BatchFit:
 
 # ---------------------------------------------------------------------- padding
 def test_bucket_sizes():
-    assert [bucket_size(n) for n in (1, 7, 8, 9, 16, 17, 100)] == [8, 8, 8, 16, 16, 32, 128]
+    assert [bucket_size(n) for n in (1, 7, 8, 9, 16, 17, 100)] == [8, 8, 8, 16, 16, 32, 112]
 
 
 def _padded_potentials(
