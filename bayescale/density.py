@@ -12,7 +12,9 @@ centrings of ``centered="auto"`` poolings) and whose static part is the model's
 Compiled programs are kept per model structure and shapes of the leaves
 (:func:`compiled_programs`, for the :data:`PROGRAMS_KEPT` most recently used), so refitting a
 data set of the same shapes (other outcomes, another seed) with the same specification and
-sampler settings runs the programs already compiled.
+sampler settings runs the programs already compiled. :func:`bayescale.fit` pads the runs to a
+bucket size (:meth:`bayescale.model.Design.padded`), so data sets of nearby sizes have the same
+shapes.
 
 Examples
 --------
