@@ -99,6 +99,8 @@ def _rank_diagnostics(values: np.ndarray, probs) -> tuple[np.ndarray, np.ndarray
     (NumPy's sorts, FFTs and array operations release the GIL: 1.6 times faster on 2 cores).
     """
     blocks = np.array_split(values, max(1, -(-values.shape[0] // BLOCK)))
+    if len(blocks) == 1:  # a small model: starting threads would cost more than they save
+        return _block_diagnostics(values, probs)
     with ThreadPoolExecutor(min(len(blocks), _cpus())) as pool:
         parts = list(pool.map(lambda block: _block_diagnostics(block, probs), blocks))
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
