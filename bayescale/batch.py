@@ -456,16 +456,19 @@ def _pad(designs: list[Design], spec: ModelSpec, runs_bucket: int, group_sizes: 
         return np.r_[values, np.zeros(size - values.shape[0])]
 
     padded = [d.padded(runs_bucket) for d in designs]
-    stack = np.stack
     data: dict[str, Any] = {
-        "x": {k: stack([p.x[k] for p in padded]) for k in designs[0].x},
-        "y": stack([p.y for p in padded]),
-        "observed": stack([p.observed for p in padded]),
-        "group_index": {c: stack([p.group_index[c] for p in padded]) for c in spec.group_columns},
-        "covariates": {c: stack([p.covariates[c] for p in padded]) for c in spec.covariate_columns},
+        "x": {k: np.stack([p.x[k] for p in padded]) for k in designs[0].x},
+        "y": np.stack([p.y for p in padded]),
+        "observed": np.stack([p.observed for p in padded]),
+        "group_index": {
+            c: np.stack([p.group_index[c] for p in padded]) for c in spec.group_columns
+        },
+        "covariates": {
+            c: np.stack([p.covariates[c] for p in padded]) for c in spec.covariate_columns
+        },
         "group_covariates": {
             g: {
-                c: stack([groups(d.group_covariates[g][c], group_sizes[g]) for d in designs])
+                c: np.stack([groups(d.group_covariates[g][c], group_sizes[g]) for d in designs])
                 for c in designs[0].group_covariates.get(g, {})
             }
             for g in spec.group_columns
@@ -475,12 +478,12 @@ def _pad(designs: list[Design], spec: ModelSpec, runs_bucket: int, group_sizes: 
         },
     }
     if designs[0].walk_position is not None:
-        data["walk_position"] = stack([p.walk_position for p in padded])
-        data["walk_block"] = stack([p.walk_block for p in padded])
+        data["walk_position"] = np.stack([p.walk_position for p in padded])
+        data["walk_block"] = np.stack([p.walk_block for p in padded])
     if designs[0].trials is not None:
-        data["trials"] = stack([p.trials.astype(np.float64) for p in padded])
+        data["trials"] = np.stack([p.trials.astype(np.float64) for p in padded])
     if any(d.censoring is not None and np.any(d.censoring) for d in designs):
-        data["censoring"] = stack(
+        data["censoring"] = np.stack(
             [
                 p.censoring if p.censoring is not None else np.zeros(runs_bucket, np.int64)
                 for p in padded

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from simulation import FAST, simulate
+from test_conditional_centring import POWER_LAW
 
 import bayescale as bs
 from bayescale.data import load_runs
@@ -171,19 +172,7 @@ def _frame(n: int, seed: int = 0) -> pd.DataFrame:
 PADDED_MODELS = {
     # the group values' conditional centring sums each group's runs: padding must not pull
     "conditional centring": (
-        bs.Law.from_formula(
-            "pure_power_law",
-            "A / x^alpha",
-            inputs=["x"],
-            parameters={
-                "A": {
-                    "prior": "LogNormal(log(10), 3)",
-                    "reference": {"input": "x", "exponent": "alpha", "kind": "coefficient"},
-                },
-                "alpha": "LogNormal(log(0.3), 0.5)",
-            },
-            title="A power law without a floor (test law)",
-        ),
+        POWER_LAW,
         {"pool": [bs.Pooling("A", "g", centered="conditional")]},
         {"y": "loss", "groups": ["g"]},
     ),
