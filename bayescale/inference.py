@@ -171,14 +171,20 @@ class InitReport:
     near_best: int
     other_mode_gap: float | None
 
+    @staticmethod
+    def best_start(values: np.ndarray, points: np.ndarray) -> int | None:
+        """The index of the best finite optimum (``None`` when none is finite)."""
+        finite = _finite_optima(values, points)
+        return int(np.argmin(np.where(finite, values, np.inf))) if finite.any() else None
+
     @classmethod
     def of(cls, values: np.ndarray, points: np.ndarray) -> InitReport:
         """The report of optimisations that ended at ``points`` ``(starts, dimension)`` with
         potentials (negative log densities) ``values``, non-finite where they failed."""
-        finite = np.isfinite(values) & np.all(np.isfinite(points), axis=1)
-        if not finite.any():
+        best = cls.best_start(values, points)
+        if best is None:
             return cls(len(values), 0, -np.inf, 0, None)
-        best = int(np.argmin(np.where(finite, values, np.inf)))
+        finite = _finite_optima(values, points)
         best_value = float(values[best])
         distance = np.max(
             np.abs(np.where(finite[:, None], points, points[best]) - points[best]), axis=1
@@ -191,6 +197,11 @@ class InitReport:
             near_best=int(np.sum(finite & (values - best_value < 1.0))),
             other_mode_gap=float(np.min(values[far]) - best_value) if far.any() else None,
         )
+
+
+def _finite_optima(values: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Which optimisations ended at a finite point with a finite potential."""
+    return np.isfinite(values) & np.all(np.isfinite(points), axis=1)
 
 
 def fit(
@@ -802,10 +813,10 @@ def multistart_init(
     )
     result = _optimise_starts(optimised, flat_starts, devices or jax.devices()[:1])
     points, values = result.x, np.where(result.status == lbfgs.NOT_FINITE, np.inf, result.value)
-    report = InitReport.of(values, points)
-    if report.finite == 0:
+    report, best = InitReport.of(values, points), InitReport.best_start(values, points)
+    if best is None:
         raise SettingsError(NO_FINITE_START)
-    best_point = points[np.argmin(np.where(np.isfinite(values), values, np.inf))]
+    best_point = points[best]
     density, centrings = optimised, {}
     auto_centring = AutoCentring.of(spec)
     if auto_centring is not None:
