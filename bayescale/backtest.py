@@ -51,7 +51,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from bayescale.data import read_table
 from bayescale.errors import DataError, SettingsError
@@ -406,7 +405,9 @@ def point_fit_forecast(
     curves = np.array([c for c in curves if np.all(np.isfinite(c)) and np.all(c > 0)])
     residual = np.log(y) - np.log(predict(law, free, fixed, best, inputs))
     spread = np.sqrt(np.var(np.log(curves), axis=0) + np.var(residual))
-    density = stats.norm(np.log(point), spread).logpdf(np.log(observed)) - np.log(observed)
+    from scipy.stats import norm  # imported where used: it adds about 0.3 s to ``import bayescale``
+
+    density = norm(np.log(point), spread).logpdf(np.log(observed)) - np.log(observed)
     return MethodForecast(method, point, curves, density)
 
 

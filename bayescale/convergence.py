@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
-import scipy.stats
+import scipy.special
 import xarray as xr
 from arviz_base import rcParams
 
@@ -171,7 +171,7 @@ def _z_scale(values: np.ndarray) -> np.ndarray:
         )
         half_steps.reshape(-1)[members] = np.repeat(group_first % size + group_last % size, lengths)
     ranks = np.arange(2 * size - 1) / 2 + 1
-    table = scipy.stats.norm.ppf((ranks - 3 / 8) / (size - 2 * 3 / 8 + 1))
+    table = scipy.special.ndtri((ranks - 3 / 8) / (size - 2 * 3 / 8 + 1))
     z = np.empty_like(flat)
     np.put_along_axis(z, order, table[half_steps], axis=1)
     return z.reshape(values.shape)
