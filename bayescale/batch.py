@@ -59,7 +59,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 import pandas as pd
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
@@ -74,6 +73,7 @@ from bayescale.inference import (
     InitReport,
     SamplerSettings,
     _prior_starts,
+    draw_outputs,
     jax_device,
     nuts_chain,
     xla_compilations,
@@ -81,12 +81,10 @@ from bayescale.inference import (
 from bayescale.laws import Law, get_law
 from bayescale.likelihoods import ObservationModel, default_observation_model
 from bayescale.model import (
-    OBSERVED_SITE,
     Design,
     ModelSpec,
     bucket_size,
     numpyro_model,
-    pointwise_log_likelihood,
 )
 from bayescale.priors import Pooling, Prior
 from bayescale.results import Fit, build_datatree
@@ -667,12 +665,9 @@ def _curve_outputs(program: _Program, key, data, z):
 
     def one(flat, draw_key):
         params = constrain_fn(model, (), kwargs, unravel(flat), return_deterministic=True)
-        conditioned = numpyro.handlers.substitute(model, params)
-        site = numpyro.handlers.trace(conditioned).get_trace(**kwargs)[OBSERVED_SITE]
-        pointwise = pointwise_log_likelihood(site["fn"], site["value"])
-        seeded = numpyro.handlers.seed(conditioned, draw_key)
-        replicated = numpyro.handlers.trace(seeded).get_trace(y=None)[OBSERVED_SITE]["value"]
-        outcome = program.spec.observation.to_outcome(replicated, data.get("trials"))
+        pointwise, outcome = draw_outputs(
+            program.spec, model, params, kwargs["y"], data.get("trials"), draw_key
+        )
         return params, pointwise, outcome
 
     chains, draws = z.shape[:2]

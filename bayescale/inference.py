@@ -31,7 +31,6 @@ import numpyro.distributions as dist
 import pandas as pd
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer import Predictive, log_likelihood
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import unconstrain_fn
 from tqdm.auto import tqdm
@@ -465,7 +464,7 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
         )
         samples, pointwise, predictive = jax.tree.map(
             np.asarray,
-            _program(starts.coordinates.density, "after_sampling", _after_sampling)(
+            after_sampling_program(starts.coordinates.density, chain_method, settings)(
                 starts.coordinates, chains.draws, key_predictive
             ),
         )
@@ -507,20 +506,67 @@ def _fit_runs(runs: Runs, spec: ModelSpec, settings: SamplerSettings) -> Fit:
     return result
 
 
-def _after_sampling(coordinates: StandardisedCoordinates, z, key):
-    """Every draw's parameters, pointwise log-likelihood and replicated outcomes, from the
-    chains' positions ``z`` ``(chain, draw, dimension)`` (compiled once per model structure:
-    :func:`_program`)."""
-    density = coordinates.density
-    spec, model, y = density.spec, density.model(), density.model_kwargs["y"]
+DRAWS_AT_ONCE = 256
+"""The draws of a chain the program after sampling evaluates together when the runs are
+observed jointly (it maps over the rest): the random walk's pointwise log-likelihood takes
+memory growing with the square of the runs. Otherwise all the chain's draws go at once."""
+CHAIN_AXIS = "chain"
+
+
+def after_sampling_program(density: Density, method: str, settings: SamplerSettings):
+    """The program ``(coordinates, z, key) -> (samples, pointwise, replicated)`` that turns the
+    chains' positions ``z`` ``(chain, draw, dimension)`` into every draw's parameters
+    (deterministic sites included), pointwise log-likelihood and replicated outcomes, each
+    shaped ``(chain, draw, ...)``.
+
+    It runs the chains as they were sampled: one device per chain when ``method`` is
+    ``parallel`` (their draws are then processed side by side), else vectorised on one device.
+    Each draw gets the random streams it would get from numpyro's ``Predictive`` over all draws
+    (and the held coordinates theirs, see :meth:`StandardisedCoordinates.postprocess`),
+    whichever way the chains run. Compiled once per model structure (:func:`_program`).
+    """
+    over_chains = dict(axis_name=CHAIN_AXIS, in_axes=(None, 0, None))
+    if method == "parallel":
+        devices = tuple(jax.devices(settings.device)[: settings.chains])
+        program = jax.pmap(_chain_outputs, devices=devices, **over_chains)
+    else:
+        devices = None
+        program = jax.jit(jax.vmap(_chain_outputs, **over_chains))
+    return _program(density, ("after_sampling", devices), program, transform=lambda f: f)
+
+
+def _chain_outputs(coordinates: StandardisedCoordinates, z, key):
+    """:func:`after_sampling_program` for one chain (the chain axis is named ``CHAIN_AXIS``)."""
+    chains, chain = jax.lax.axis_size(CHAIN_AXIS), jax.lax.axis_index(CHAIN_AXIS)
+    shape = (chains, z.shape[0])
     key, key_held = jax.random.split(key)
-    held_keys = jax.random.split(key_held, z.shape[:2])
-    samples = jax.vmap(jax.vmap(coordinates.postprocess))(z, held_keys)
-    pointwise = _pointwise_log_likelihood(spec, model, samples, y)
-    draws = Predictive(model, posterior_samples=samples, batch_ndims=2)(key)
+    held_keys = jax.random.split(key_held, shape)[chain]
+    draw_keys = jax.random.split(key, shape[0] * shape[1]).reshape((*shape, -1))[chain]
+    density = coordinates.density
+    model, y = density.model(), density.model_kwargs["y"]
     trials = density.data["design"].get("trials")
     trials = None if trials is None else jnp.asarray(trials)
-    return samples, pointwise, spec.observation.to_outcome(draws[OBSERVED_SITE], trials)
+
+    def one(draw):
+        position, held_key, draw_key = draw
+        params = coordinates.postprocess(position, held_key)
+        pointwise, outcome = draw_outputs(density.spec, model, params, y, trials, draw_key)
+        return params, pointwise, outcome
+
+    draws = (z, held_keys, draw_keys)
+    if density.spec.observation.correlated:  # a pointwise log-likelihood per run and run
+        return jax.lax.map(one, draws, batch_size=DRAWS_AT_ONCE)
+    return jax.vmap(one)(draws)
+
+
+def draw_outputs(spec: ModelSpec, model, params, y, trials, key):
+    """One posterior draw's pointwise log-likelihood of ``y`` and replicated outcomes: the draw's
+    values ``params`` (latent and deterministic sites) substituted into ``model``, which is
+    traced once, its observed site drawn with ``key``."""
+    seeded = numpyro.handlers.seed(numpyro.handlers.substitute(model, params), key)
+    site = numpyro.handlers.trace(seeded).get_trace(y=None)[OBSERVED_SITE]
+    pointwise = pointwise_log_likelihood(site["fn"], y)
+    return pointwise, spec.observation.to_outcome(site["value"], trials)
 
 
 def resolve_chain_method(settings: SamplerSettings) -> str:
@@ -1197,18 +1243,3 @@ def sampler_settings_from(attrs: Mapping[str, Any]) -> SamplerSettings:
     """The :class:`SamplerSettings` recorded in a fit's provenance."""
     fields = SamplerSettings.__dataclass_fields__
     return SamplerSettings(**{k: v for k, v in attrs.items() if k in fields})
-
-
-def _pointwise_log_likelihood(spec: ModelSpec, model, samples, y):
-    """Pointwise log-likelihood of every draw, shaped (chain, draw, run)."""
-    if not spec.observation.correlated:
-        return log_likelihood(model, samples, y=y, batch_ndims=2)[OBSERVED_SITE]
-
-    def one(params):
-        conditioned = numpyro.handlers.substitute(model, params)
-        site = numpyro.handlers.trace(conditioned).get_trace(y=y)[OBSERVED_SITE]
-        return pointwise_log_likelihood(site["fn"], site["value"])
-
-    chains, draws = next(iter(samples.values())).shape[:2]
-    flat = jax.tree.map(lambda v: v.reshape((chains * draws, *v.shape[2:])), samples)
-    return jax.lax.map(one, flat, batch_size=256).reshape((chains, draws, -1))
