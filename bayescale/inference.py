@@ -854,7 +854,10 @@ def multistart_init(
     optimised = (Density.of(spec, design, variant=NONCENTRED) if centred else sampled).laid_out()
     flat_starts = np.asarray(
         _program(
-            optimised, ("prior_draws", starts), functools.partial(_prior_draws, starts=starts)
+            optimised,
+            ("prior_draws", starts),
+            functools.partial(_prior_draws, starts=starts),
+            transform=jit_run_once,
         )(key_starts, optimised)
     )
     result = _optimise_starts(optimised, flat_starts, devices or jax.devices()[:1])
@@ -879,7 +882,10 @@ def multistart_init(
     chain_points, scale = jax.tree.map(
         np.asarray,
         _program(
-            density, ("laplace_starts", chains), functools.partial(_laplace_starts, chains=chains)
+            density,
+            ("laplace_starts", chains),
+            functools.partial(_laplace_starts, chains=chains),
+            transform=jit_run_once,
         )(jnp.asarray(best_point), key_jitter, density),
     )
     coordinates = StandardisedCoordinates(best_point, scale, density, tuple(held.tolist()))
@@ -1096,6 +1102,14 @@ class Starts:
     def standardised_init(self) -> np.ndarray:
         """The starting points in :attr:`coordinates`, ``(chains, dimension)``."""
         return self.coordinates.from_model(self.chain_points)
+
+
+jit_run_once = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+"""``jax.jit`` for the programs a fit runs once (the prior draws, the Laplace spread), with XLA's
+backend optimisations off: there they cost more compile time than they save in run time. The
+two compiled in 0.67 to 0.74 s instead of 1.03 to 1.10 s on ``power_law_floor`` and in 1.5 to
+1.6 s instead of 2.3 to 2.6 s on benchmark (b), whose start-up then ran about 0.02 s longer
+(docs/performance.md, "Batched fits and recompilation")."""
 
 
 def _program(density: Density, name, function, transform=jax.jit):
