@@ -528,11 +528,11 @@ def after_sampling_program(density: Density, method: str, settings: SamplerSetti
     over_chains = dict(axis_name=CHAIN_AXIS, in_axes=(None, 0, None))
     if method == "parallel":
         devices = tuple(jax.devices(settings.device)[: settings.chains])
-        program = jax.pmap(_chain_outputs, devices=devices, **over_chains)
+        transform = functools.partial(jax.pmap, devices=devices, **over_chains)
     else:
         devices = None
-        program = jax.jit(jax.vmap(_chain_outputs, **over_chains))
-    return _program(density, ("after_sampling", devices), program, transform=lambda f: f)
+        transform = lambda function: jax.jit(jax.vmap(function, **over_chains))  # noqa: E731
+    return _program(density, ("after_sampling", devices), _chain_outputs, transform)
 
 
 def _chain_outputs(coordinates: StandardisedCoordinates, z, key):
