@@ -554,7 +554,7 @@ def _chain_outputs(coordinates: StandardisedCoordinates, z, key):
         return params, pointwise, outcome
 
     draws = (z, held_keys, draw_keys)
-    if density.spec.observation.correlated:  # a pointwise log-likelihood per run and run
+    if density.spec.observation.correlated:  # each draw solves with the runs' covariance
         return jax.lax.map(one, draws, batch_size=DRAWS_AT_ONCE)
     return jax.vmap(one)(draws)
 

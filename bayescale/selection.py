@@ -481,9 +481,9 @@ def select(
                 f"candidates {reference_name!r} and {name!r} were fitted to different runs; "
                 "PSIS-LOO compares laws on the same data only"
             )
-    elpds = {name: loo(fit) for name, fit in named.items()}
-    import arviz_stats
+    import arviz_stats  # imported where used, as in loo()
 
+    elpds = {name: loo(fit) for name, fit in named.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = arviz_stats.compare(elpds, method=method, round_to="none")
