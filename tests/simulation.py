@@ -38,4 +38,10 @@ def simulate(
     return frame
 
 
+def power_law_floor_runs() -> pd.DataFrame:
+    """16 runs of ``power_law_floor`` (L_inf 1.6, x0 1e5, alpha 0.3) over four decades, 1% noise."""
+    x = np.geomspace(1e6, 1e10, 16)
+    return simulate("power_law_floor", {"x": x}, {"L_inf": 1.6, "x0": 1e5, "alpha": 0.3}, 0.01, 23)
+
+
 CHINCHILLA_TRUTH = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}

@@ -8,8 +8,7 @@
    checks are deterministic and catch a wrong parameterisation (a rate read as a scale), a missing
    Jacobian or a wrong censoring direction exactly.
 2. **Same posterior.** Fits by both backends agree within Monte Carlo error for each catalog law,
-   one pooled model and one model with a covariate and censored runs (see
-   :func:`posterior_agreement.assert_same_posterior` for the tolerance).
+   one pooled model and one model with a covariate and censored runs: ``test_pymc_posteriors.py``.
 """
 
 from __future__ import annotations
@@ -25,16 +24,15 @@ import pandas as pd
 import pytest
 from numpyro.infer import init_to_sample
 from numpyro.infer.util import constrain_fn, initialize_model, log_density
-from posterior_agreement import assert_same_posterior
 from pymc.model.transform.conditioning import remove_value_transforms
-from simulation import FAST, LONGER, simulate
+from simulation import power_law_floor_runs
 
 import bayescale as bs
 from bayescale.backends.pymc import PRIOR_FAMILIES, prior_logp, pymc_model
 from bayescale.data import load_runs
 from bayescale.errors import SettingsError
 from bayescale.formula import FUNCTIONS, NUMPY_OPS, jax_ops, pytensor_ops
-from bayescale.model import INTERNAL_MARK, Design, ModelSpec, numpyro_model
+from bayescale.model import Design, ModelSpec, numpyro_model
 from bayescale.priors import PRIOR_FAMILIES as ALL_PRIOR_FAMILIES
 from bayescale.priors import Prior
 
@@ -314,154 +312,9 @@ def test_joint_density_matches_with_every_prior_family(roles):
     np.testing.assert_allclose(values[:, 1], values[:, 0], rtol=1e-7)
 
 
-# ---------------------------------------------------------------------- same posterior
-def assert_same_layout(numpyro_fit: bs.Fit, pymc_fit: bs.Fit) -> None:
-    """Same groups, variables, dims and coordinates; provenance names the backend."""
-    first, second = numpyro_fit.datatree, pymc_fit.datatree
-    assert set(first.children) == set(second.children)
-    for group in first.children:
-        one, two = first[group].to_dataset(), second[group].to_dataset()
-        assert set(one.data_vars) == set(two.data_vars), group
-        for name in one.data_vars:
-            assert one[name].dims == two[name].dims, (group, name)
-            assert one[name].shape == two[name].shape, (group, name)
-        for dim in one.dims:
-            if dim not in ("chain", "draw"):
-                assert list(one[dim].values) == list(two[dim].values), (group, dim)
-    assert numpyro_fit.sampler["backend"] == "numpyro"
-    assert pymc_fit.sampler["backend"] == "pymc"
-    assert second["posterior"].attrs["inference_library"] == "pymc"
-    assert not any(INTERNAL_MARK in name for name in second["posterior"].data_vars)
-
-
-def _grid(*axes):
-    mesh = np.meshgrid(*axes)
-    return [m.ravel() for m in mesh]
-
-
-def _kaplan_runs():
-    n, d = _grid(np.geomspace(1e6, 1e9, 6), np.geomspace(1e8, 1e11, 6))
-    truth = {"N_c": 6.4e13, "D_c": 1.8e13, "alpha_N": 0.076, "alpha_D": 0.103}
-    return simulate("kaplan", {"N": n, "D": d}, truth, 0.01, seed=21)
-
-
-def _overtraining_runs():
-    c, m = _grid(np.geomspace(1e17, 1e21, 6), [5.0, 10, 20, 40, 80, 160, 320, 640])
-    truth = {"E": 1.85, "a": 210.0, "b": 370.0, "eta": 0.14}
-    return simulate("overtraining", {"C": c, "M": m}, truth, 0.01, seed=6)
-
-
-def _power_law_floor_runs():
-    x = np.geomspace(1e6, 1e10, 16)
-    return simulate("power_law_floor", {"x": x}, {"L_inf": 1.6, "x0": 1e5, "alpha": 0.3}, 0.01, 23)
-
-
-def _offset_power_floor_runs():
-    """The paper's CLIP curve over four decades of compute (errors 0.64 to 0.21); the offset b (18 GFLOPs, far below
-    the smallest run) is unidentified, so its posterior is its prior in both backends."""
-    x = np.geomspace(1e9, 1e13, 16)
-    truth = {"a": 57.862083, "b": 18.391321, "c": 0.226604, "d": 0.111169}
-    return simulate("offset_power_floor", {"x": x}, truth, 0.01, 29)
-
-
-def _weibull_curve_runs():
-    x = np.geomspace(1e2, 1e6, 16)
-    truth = {"E": 1.5, "A": 2.0, "aft": 1e-4, "gamma": 0.7}
-    return simulate("weibull_curve", {"x": x}, truth, 0.01, seed=37)
-
-
-# LONGER (4 x 1,000) where the R-hat with FAST sat close to the 1.01 gate (measured 2026-12-04
-# on an AMD EPYC machine): power_law_floor's PyMC fit 1.0088 and the pooled model's numpyro fit
-# 1.0077; with 4 x 1,000, seeds 5, 7, 9 (numpyro) and 6, 8, 10 (PyMC) gave 1.0005 to 1.0035.
-KAPLAN_SAMPLER = {**LONGER, "target_accept": 0.99}
-"""Kaplan's two exponents trade off: at the default target 0.9 with 4 x 500 draws seed 5 ended
-at R-hat 1.0101, and with 4 x 1,000 with 2 divergences; at 0.95 with 4 x 1,000 seeds 5 to 8 gave
-R-hat 1.002 and no divergence (same machine and day). Once the fit's compiled programs took the
-data as an argument (2026-12-07; the same log density, other rounding), the numpyro fit at 0.95
-had one divergence with seed 5 (none with seeds 6 to 10); at 0.99 seeds 5 to 10 gave none,
-R-hat at most 1.0036 and bulk ESS at least 1,015."""
-
-SAMPLING_CASES = {
-    "chinchilla": None,  # the session's simulated Chinchilla runs and fit (conftest.py)
-    "kaplan": (_kaplan_runs, 5, {}, KAPLAN_SAMPLER),
-    "offset_power_floor": (_offset_power_floor_runs, 7, {}, FAST),
-    "overtraining": (_overtraining_runs, 3, {"nuts_sampler": "numpyro"}, FAST),
-    "power_law_floor": (_power_law_floor_runs, 5, {}, LONGER),
-    "weibull_curve": (_weibull_curve_runs, 11, {}, FAST),
-}
-"""Data, seed of the numpyro fit, PyMC options and the sampler settings of both fits for the
-same-posterior test of a law (one case runs the PyMC model with numpyro's NUTS, the path the
-benchmarks compare). Every catalog law has
-the exact joint-density test above; sampling is compared on laws that cover each sampling
-coordinate (floor block with one and two terms, scale and coefficient references, references
-over two inputs, a law without reference); the E1 operation behind ``effective_epochs`` has its
-own value, gradient and JAX checks below."""
-
-
-def test_sampling_cases_are_catalog_laws():
-    assert set(SAMPLING_CASES) <= set(bs.catalog())
-
-
-@pytest.mark.parametrize("law_name", sorted(SAMPLING_CASES))
-def test_same_posterior_for_each_catalog_law(law_name, chinchilla_sim_runs, chinchilla_sim_fit):
-    if SAMPLING_CASES[law_name] is None:
-        runs, numpyro_fit, options, sampler = chinchilla_sim_runs, chinchilla_sim_fit, {}, FAST
-        seed = 11
-    else:
-        make_runs, seed, options, sampler = SAMPLING_CASES[law_name]
-        runs = make_runs()
-        numpyro_fit = bs.fit(runs, law_name, y="loss", seed=seed, **sampler)
-    pymc_fit = bs.fit(runs, law_name, y="loss", seed=seed + 1, backend="pymc", **options, **sampler)
-    assert pymc_fit.sampler["nuts_sampler"] == options.get("nuts_sampler", "pymc")
-    assert_same_layout(numpyro_fit, pymc_fit)
-    assert_same_posterior(numpyro_fit, pymc_fit)
-
-
-def test_same_posterior_for_a_pooled_model():
-    """Six groups of six runs, alpha pooled (centred, the form that mixes well with several runs
-    per group; the non-centred form is checked by the exact-density tests)."""
-    rng = np.random.default_rng(12)
-    families = ["a", "b", "c", "d", "e", "f"]
-    alphas = 0.3 * np.exp(0.25 * rng.standard_normal(len(families)))
-    code = np.repeat(np.arange(len(families)), 6)
-    x = np.tile(np.geomspace(1e6, 1e9, 6), len(families))
-    truth = {"L_inf": 1.5, "x0": 1e5, "alpha": alphas[code]}
-    groups = {"family": np.array(families)[code]}
-    frame = simulate("power_law_floor", {"x": x}, truth, 0.01, seed=13, groups=groups)
-    pool = [bs.Pooling("alpha", "family", centered=True)]
-    options = {"y": "loss", "pool": pool, "target_accept": 0.95, **LONGER}
-    numpyro_fit = bs.fit(frame, "power_law_floor", seed=5, **options)
-    pymc_fit = bs.fit(frame, "power_law_floor", seed=6, backend="pymc", **options)
-    assert_same_layout(numpyro_fit, pymc_fit)
-    assert list(pymc_fit.datatree["posterior"]["alpha"].dims) == ["chain", "draw", "family"]
-    assert_same_posterior(numpyro_fit, pymc_fit)
-
-
-def test_same_posterior_with_a_covariate_and_censored_runs():
-    """A run-level covariate on the exponent, with runs censored in both directions."""
-    rng = np.random.default_rng(41)
-    x = np.tile(np.geomspace(1e6, 1e10, 8), 3)
-    z = np.repeat([-1.0, 0.0, 1.0], 8)
-    loss = (1.6 + (1e5 / x) ** (0.3 * np.exp(0.2 * z))) * np.exp(rng.normal(0, 0.01, x.size))
-    stopped = np.zeros(x.size, dtype=int)
-    stopped[[3, 12]], stopped[[6, 20]] = -1, 1
-    recorded = np.where(stopped == -1, loss * 1.03, np.where(stopped == 1, loss / 1.03, loss))
-    frame = pd.DataFrame({"x": x, "loss": recorded, "z": z, "stopped": stopped})
-    options = {"y": "loss", "regress": {"alpha": ["z"]}, "censored": "stopped", **FAST}
-    numpyro_fit = bs.fit(frame, "power_law_floor", seed=14, **options)
-    pymc_fit = bs.fit(frame, "power_law_floor", seed=15, backend="pymc", **options)
-    assert_same_layout(numpyro_fit, pymc_fit)
-    assert_same_posterior(numpyro_fit, pymc_fit)
-    # Replicated outcomes are not clipped at the censoring bound (as in the numpyro backend):
-    # run 6 is known to lie above its recorded loss, and its replicates are spread above it.
-    replicated = pymc_fit.datatree["posterior_predictive"]["loss"].values[..., 6]
-    assert np.all(replicated != recorded[6])
-    assert np.mean(replicated > recorded[6]) > 0.5
-
-
 # ---------------------------------------------------------------------- options and errors
 def test_backend_options_are_checked():
-    frame = _power_law_floor_runs()
+    frame = power_law_floor_runs()
     with pytest.raises(SettingsError, match="backend must be one of numpyro, pymc"):
         bs.fit(frame, "power_law_floor", y="loss", backend="stan")
     with pytest.raises(SettingsError, match="needs backend='pymc'"):
@@ -477,7 +330,7 @@ def test_a_missing_pymc_is_a_clear_error(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "pymc", None)
     with pytest.raises(SettingsError, match="needs PyMC, which is not installed: pip install pymc"):
-        bs.fit(_power_law_floor_runs(), "power_law_floor", y="loss", backend="pymc")
+        bs.fit(power_law_floor_runs(), "power_law_floor", y="loss", backend="pymc")
 
 
 def test_a_law_given_as_a_python_function_is_refused_by_pymc():
@@ -488,14 +341,14 @@ def test_a_law_given_as_a_python_function_is_refused_by_pymc():
         parameters={"E": "LogNormal(0, 1)", "A": "LogNormal(3, 3)", "alpha": "LogNormal(-1, 1)"},
     )
     with pytest.raises(SettingsError, match="defined by a Python function"):
-        bs.fit(_power_law_floor_runs(), law, y="loss", backend="pymc")
+        bs.fit(power_law_floor_runs(), law, y="loss", backend="pymc")
 
 
 def test_cli_backend_options(tmp_path, capsys):
     from bayescale.cli import main
 
     path = tmp_path / "runs.csv"
-    _power_law_floor_runs().to_csv(path, index=False)
+    power_law_floor_runs().to_csv(path, index=False)
     out = str(tmp_path / "fit.nc")
     common = [str(path), "--law", "power_law_floor", "--y", "loss", "--out", out]
     assert main(["fit", *common, "--backend", "stan"]) == 2
