@@ -20,7 +20,8 @@
 numpyro backend (same variable names, dims, coordinates and groups), with ``backend = "pymc"`` in
 its provenance. Because the two backends share nothing below the model specification (PyTensor
 graphs and PyMC distributions here, JAX and numpyro there), agreement between their posteriors is
-an independent check of both (``tests/test_pymc_backend.py``).
+an independent check of both (``tests/test_pymc_backend.py`` compares the joint densities,
+``tests/test_pymc_posteriors.py`` the posteriors of every catalog law).
 
 Examples
 --------
