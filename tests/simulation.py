@@ -38,6 +38,20 @@ def simulate(
     return frame
 
 
+def simulate_accuracy(
+    law_name: str, inputs: dict[str, np.ndarray], truth: dict[str, float], questions: int, seed: int
+) -> pd.DataFrame:
+    """Runs of an accuracy law: binomial counts of correct answers out of ``questions`` per run,
+    as accuracies in column ``acc``, with ``questions`` as the trials column."""
+    law = bs.get_law(law_name)
+    rng = np.random.default_rng(seed)
+    p = law.mean(inputs, truth, ops=NUMPY_OPS)
+    frame = pd.DataFrame(dict(inputs))
+    frame["questions"] = questions
+    frame["acc"] = rng.binomial(questions, p) / questions
+    return frame
+
+
 def power_law_floor_runs() -> pd.DataFrame:
     """16 runs of ``power_law_floor`` (L_inf 1.6, x0 1e5, alpha 0.3) over four decades, 1% noise."""
     x = np.geomspace(1e6, 1e10, 16)

@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from posterior_agreement import assert_same_posterior
-from simulation import FAST, LONGER, power_law_floor_runs, simulate
+from simulation import FAST, LONGER, power_law_floor_runs, simulate, simulate_accuracy
 
 import bayescale as bs
 from bayescale import multilingual as ml
-from bayescale.formula import NUMPY_OPS
 from bayescale.model import INTERNAL_MARK
 
 
@@ -177,31 +176,20 @@ def _m4_curve_runs():
     return simulate("m4_curve", {"x": x}, truth, 0.01, seed=53)
 
 
-def _accuracy_counts(law_name, inputs, truth, questions, seed):
-    """Binomial counts of correct answers out of ``questions`` per run (column ``acc``)."""
-    law = bs.get_law(law_name)
-    rng = np.random.default_rng(seed)
-    p = law.mean(inputs, truth, ops=NUMPY_OPS)
-    frame = pd.DataFrame(dict(inputs))
-    frame["questions"] = questions
-    frame["acc"] = rng.binomial(questions, p) / questions
-    return frame
-
-
 def _mc_accuracy_cloglog_runs():
     """Two- and four-way benchmarks (chance 0.5, 0.25), 1,000 questions, N over three decades
     around N0 (accuracies 0.26 to 0.93)."""
     n = np.geomspace(1e8, 1e11, 16)
     chance = np.tile([0.25, 0.5], 8)
     truth = {"N0": 3e9, "alpha": 0.5}
-    return _accuracy_counts("mc_accuracy_cloglog", {"N": n, "chance": chance}, truth, 1000, 59)
+    return simulate_accuracy("mc_accuracy_cloglog", {"N": n, "chance": chance}, truth, 1000, 59)
 
 
 def _apgw_emergence_runs():
     """The emergence curve of tests/test_survival.py with a chance floor of 0.25."""
     x = np.geomspace(3.0, 1000.0, 16)
     truth = {"floor": 0.25, "ceiling": 0.9, "aft": 1e-2, "ph": 1.0, "gamma": 2.0, "kappa": 1.0}
-    return _accuracy_counts("apgw_emergence", {"x": x}, truth, 1000, 61)
+    return simulate_accuracy("apgw_emergence", {"x": x}, truth, 1000, 61)
 
 
 def _pool_repetition_runs():
