@@ -4,12 +4,13 @@
 families, languages fitted one by one, bootstrap replicates of a data set). The work that
 :func:`bayescale.fit` does for one curve (multi-start optimisation, Laplace-spread chain starts,
 NUTS warm-up and sampling, log-likelihood and replicated outcomes) is written as a pure JAX function
-of the curve's data and mapped over curves and chains with ``jax.vmap``: one XLA program samples
-every curve, each with its own step size, mass matrix and trees. On a GPU the curves run side by
-side. On a CPU it saves the Python overhead of each fit, but little time: :func:`bayescale.fit`
-pads runs the same way and keeps its compiled programs, so a loop of it compiles once per size
-bucket too (benchmark (c), 92 curves: the first batch took 26.0 s, the loop 25.7 s;
-docs/performance.md).
+of the curve's data and mapped over curves (``jax.vmap`` within a ``lockstep`` group) and over
+each curve's chains (one after the other on a CPU, ``jax.vmap`` elsewhere): one XLA program
+samples every curve, each with its own step size, mass matrix and trees. On a GPU the curves run
+side by side. On a CPU the gain is smaller, since :func:`bayescale.fit` pads runs the same way
+and keeps its compiled programs, so a loop of it compiles once per size bucket too (benchmark
+(c), 92 curves on 2 cores: the batch took 19.8 s on its first call and 8.7 s on a refit, a loop
+of :func:`bayescale.fit` 25.5 s; docs/performance.md).
 
 Shape bucketing
 ---------------
@@ -194,6 +195,7 @@ def fit_batch(
     starts: int = 32,
     device: str | None = None,
     lockstep: int | None = None,
+    chain_method: str = "auto",
 ) -> BatchFit:
     """Fit one law separately to each of many curves, in one compiled program.
 
@@ -210,8 +212,8 @@ def fit_batch(
     y, x, pool, regress, priors, likelihood, likelihood_options, trials, censored
         As in :func:`bayescale.fit`; the same model for every curve.
     chains, draws, warmup, seed, target_accept, max_tree_depth, dense_mass, starts
-        Sampler settings, as in :func:`bayescale.fit`. Chains run vectorised. A curve's random
-        numbers depend on ``seed`` and its position in the batch.
+        Sampler settings, as in :func:`bayescale.fit`. A curve's random numbers depend on
+        ``seed`` and its position in the batch.
     device : str, optional
         ``"cpu"``, ``"gpu"``, or ``None`` (default) for JAX's default device: unlike a single
         fit, a batch may use a GPU where JAX has one (it measured as fast as 2 CPU cores on 92
@@ -219,9 +221,16 @@ def fit_batch(
     lockstep : int, optional
         How many curves are sampled together, in lockstep (vectorised): every NUTS iteration of
         such a group lasts as long as its slowest curve's. Groups run one after the other inside
-        the same compiled program. ``None`` (default): one curve at a time on a CPU (its chains
-        still vectorised), all the curves at once on a GPU. On 2 CPU cores, 92 learning curves
+        the same compiled program. ``None`` (default): one curve at a time on a CPU, all the
+        curves at once on a GPU. On 2 CPU cores, 92 learning curves
         took 70 s one at a time against 162 s all at once (see docs/performance.md).
+    chain_method : str
+        How each curve's chains run: ``"sequential"`` (one after the other), ``"vectorized"``
+        (side by side, every iteration as long as the slowest chain's), or ``"auto"``
+        (default): sequential on a CPU, vectorised elsewhere. On 2 CPU cores sequential chains
+        refitted the 92 curves of benchmark (c) in 8.8 s against 14.6 s (docs/performance.md).
+        ``"parallel"`` is for single fits: a batch spreads its curves, not its chains, over the
+        devices. Each fit records the method in ``sampler["chain_method_used"]``.
 
     Returns
     -------
@@ -243,6 +252,7 @@ def fit_batch(
         dense_mass=dense_mass,
         starts=starts,
         device=device,
+        chain_method=chain_method,
     )
     law = get_law(law)
     curves = _curves(data, by)
@@ -278,6 +288,11 @@ def fit_runs_batch(
     spec.refuse_data_centring("in batched fits (fit the curves with bayescale.fit)")
     if lockstep is not None and (isinstance(lockstep, bool) or int(lockstep) < 1):
         raise SettingsError(f"lockstep must be a positive number of curves, got {lockstep!r}")
+    if settings.chain_method == "parallel":
+        raise SettingsError(
+            "chain_method='parallel' is for single fits: a batch spreads its curves over the "
+            "devices instead; use 'auto', 'sequential' or 'vectorized'"
+        )
     started = time.perf_counter()
     with jax_device(settings.device), jax.enable_x64(True), xla_compilations() as compile_times:
         if lockstep is None and _platform(settings.device) == "cpu":
@@ -425,6 +440,7 @@ class _Program:
     dense_mass: bool | str
     group_sizes: tuple[tuple[str, int], ...]
     lockstep: int | None = None
+    chain_method: str = "vectorized"
 
     def key(self) -> tuple:
         settings = tuple(v for k, v in self.__dict__.items() if k != "spec")
@@ -444,6 +460,23 @@ class _Program:
 def _platform(device: str | None) -> str:
     """The platform the fit will run on: ``cpu``, ``gpu``, ..."""
     return jax.devices(device)[0].platform if device else jax.default_backend()
+
+
+def _chain_method(settings: SamplerSettings) -> str:
+    """How a batch runs each curve's chains: ``settings.chain_method``, with ``auto`` resolved
+    to ``sequential`` on a CPU (no chain waits for another, and one chain's small arrays keep
+    a core as busy as four vectorised ones) and ``vectorized`` elsewhere.
+
+    Examples
+    --------
+    >>> _chain_method(SamplerSettings(chain_method="vectorized", device="cpu"))
+    'vectorized'
+    >>> _chain_method(SamplerSettings(device="cpu"))
+    'sequential'
+    """
+    if settings.chain_method != "auto":
+        return settings.chain_method
+    return "sequential" if _platform(settings.device) == "cpu" else "vectorized"
 
 
 def _pad(designs: list[Design], spec: ModelSpec, runs_bucket: int, group_sizes: dict[str, int]):
@@ -573,9 +606,11 @@ def _sample_curve(program: _Program, key, data):
         max_tree_depth=program.max_tree_depth,
     )
     chain_keys = jax.random.split(key_chains, program.chains)
-    kept, step_size = jax.vmap(run_chain)(
-        chain_keys, (chain_points - best_point[None, :]) / scale[None, :]
-    )
+    chain_starts = (chain_points - best_point[None, :]) / scale[None, :]
+    if program.chain_method == "sequential":
+        kept, step_size = jax.lax.map(lambda pair: run_chain(*pair), (chain_keys, chain_starts))
+    else:
+        kept, step_size = jax.vmap(run_chain)(chain_keys, chain_starts)
     return {
         **kept,
         "z": best_point + scale * kept["z"],
@@ -755,6 +790,7 @@ def _fit(
         dense_mass=settings.dense_mass,
         group_sizes=tuple(group_sizes.items()),
         lockstep=None if lockstep is None else int(lockstep),
+        chain_method=_chain_method(settings),
     )
     data = _pad(designs, spec, runs_bucket, group_sizes)
     indices = np.arange(len(designs))
@@ -781,6 +817,7 @@ def _fit(
             **asdict(settings),
             "backend": "numpyro",
             "device_used": str(jax.devices(settings.device)[0]),
+            "chain_method_used": program.chain_method,
             "dense_mass_used": bool(sampled["dense"][i]),
             "sampled_dimension": int(sampled["z"].shape[-1]),
             "padded_runs": runs_bucket,
