@@ -64,6 +64,7 @@ import pandas as pd
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
+from bayescale import lbfgs
 from bayescale.data import Runs, load_runs
 from bayescale.density import latent_sites, latent_trace
 from bayescale.errors import ConvergenceWarning, DataError, SettingsError
@@ -89,12 +90,6 @@ from bayescale.model import (
 )
 from bayescale.priors import Pooling, Prior
 from bayescale.results import Fit, build_datatree
-
-OPTIMISER_STEPS = 500
-"""Adam steps per start of the multi-start optimisation (all starts run in lockstep)."""
-
-NEWTON_STEPS = 30
-"""Damped Newton steps polishing the best start (up to 100 dimensions)."""
 
 
 # ---------------------------------------------------------------------- results
@@ -549,7 +544,7 @@ def _sample_curve(program: _Program, key, data):
     kwargs = {"y": _observed(program, data)}
     key_trace, key_starts, key_jitter, key_chains = jax.random.split(key, 4)
 
-    # Starts from the prior, optimised by Adam (all in lockstep), on the non-centred twin.
+    # Starts from the prior, each optimised by L-BFGS (as bs.fit does), on the non-centred twin.
     twin_trace = latent_trace(twin, kwargs, key_trace)
     starts = _prior_starts(twin_trace, key_starts, program.starts)
     flat_starts = jax.vmap(lambda tree: ravel_pytree(tree)[0])(starts)
@@ -558,10 +553,10 @@ def _sample_curve(program: _Program, key, data):
     def twin_objective(flat):
         return potential_energy(twin, (), kwargs, unravel_twin(flat))
 
-    points, values = jax.vmap(lambda start: _adam(twin_objective, start))(flat_starts)
+    optimised = lbfgs.minimize_each(jax.value_and_grad(twin_objective), flat_starts)
+    points = optimised.x
+    values = jnp.where(optimised.status == lbfgs.NOT_FINITE, jnp.inf, optimised.value)
     best_point = points[jnp.argmin(values)]
-    if best_point.shape[0] <= DENSE_MASS_MAX_DIMENSION:
-        best_point = _damped_newton(twin_objective, best_point)
 
     # Carry the optimum over to the model's own coordinates (centred groups, if any).
     if program.centred:
@@ -619,57 +614,6 @@ def _sample_curve(program: _Program, key, data):
         "optimum_points": points,
         "dense": jnp.asarray(dense),
     }
-
-
-def _adam(objective, start, steps: int = OPTIMISER_STEPS, rate: float = 0.1):
-    """Minimise ``objective`` from ``start`` by Adam with a learning rate decaying 100-fold.
-
-    Robust from poor starts (steps are scaled per coordinate) and cheap to compile, which matters
-    more here than fast final convergence (:func:`_damped_newton` polishes the best point). A
-    step to a non-finite value is not taken. Returns the best point seen and its value
-    (``inf`` if the start itself is not finite).
-    """
-    value_and_grad = jax.value_and_grad(objective)
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-
-    def body(i, carry):
-        x, m, v, best_x, best_f = carry
-        f, g = value_and_grad(x)
-        usable = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))
-        best_x = jnp.where(usable & (f < best_f), x, best_x)
-        best_f = jnp.where(usable & (f < best_f), f, best_f)
-        g = jnp.where(usable, g, 0.0)
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g**2
-        m_hat = m / (1 - beta1 ** (i + 1.0))
-        v_hat = v / (1 - beta2 ** (i + 1.0))
-        step = rate * 0.01 ** (i / steps) * m_hat / (jnp.sqrt(v_hat) + eps)
-        x = jnp.where(usable, x - step, best_x)
-        return x, m, v, best_x, best_f
-
-    zeros = jnp.zeros_like(start)
-    carry = (start, zeros, zeros, start, jnp.inf)
-    _, _, _, best_x, best_f = jax.lax.fori_loop(0, steps, body, carry)
-    return best_x, best_f
-
-
-def _damped_newton(objective, point, steps: int = NEWTON_STEPS):
-    """Polish a point with Levenberg-damped Newton steps (exact Hessian); never worsens it."""
-    grad, hessian = jax.grad(objective), jax.hessian(objective)
-    identity = jnp.eye(point.shape[0])
-
-    def body(_, carry):
-        x, f, damping = carry
-        step = jnp.linalg.solve(hessian(x) + damping * identity, grad(x))
-        candidate = x - step
-        f_candidate = objective(candidate)
-        better = jnp.isfinite(f_candidate) & (f_candidate < f) & jnp.all(jnp.isfinite(step))
-        x = jnp.where(better, candidate, x)
-        f = jnp.where(better, f_candidate, f)
-        return x, f, jnp.where(better, damping / 3.0, damping * 5.0)
-
-    x, _, _ = jax.lax.fori_loop(0, steps, body, (point, objective(point), jnp.asarray(1e-3)))
-    return x
 
 
 def _laplace_cholesky(potential, point):
