@@ -9,8 +9,8 @@ each curve's chains (one after the other on a CPU, ``jax.vmap`` elsewhere): one 
 samples every curve, each with its own step size, mass matrix and trees. On a GPU the curves run
 side by side. On a CPU the gain is smaller, since :func:`bayescale.fit` pads runs the same way
 and keeps its compiled programs, so a loop of it compiles once per size bucket too (benchmark
-(c), 92 curves on 2 cores: the batch took 19.8 s on its first call and 8.7 s on a refit, a loop
-of :func:`bayescale.fit` 25.5 s; docs/performance.md).
+(c), 92 curves on 2 cores: the batch took 15.8 s on its first call and 7.6 s on a refit, a loop
+of :func:`bayescale.fit` 26.4 s; docs/performance.md).
 
 Shape bucketing
 ---------------
@@ -223,7 +223,8 @@ def fit_batch(
         How each curve's chains run: ``"sequential"`` (one after the other), ``"vectorized"``
         (side by side, every iteration as long as the slowest chain's), or ``"auto"``
         (default): sequential on a CPU, vectorised elsewhere. On 2 CPU cores sequential chains
-        refitted the 92 curves of benchmark (c) in 8.8 s against 14.6 s (docs/performance.md).
+        refitted the 92 curves of benchmark (c) in 9.3 to 9.9 s against 16.8 to 16.9 s
+        (docs/performance.md).
         ``"parallel"`` is for single fits: a batch spreads its curves, not its chains, over the
         devices. Each fit records the method in ``sampler["chain_method_used"]``.
 
