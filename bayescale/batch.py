@@ -460,8 +460,8 @@ def _platform(device: str | None) -> str:
 
 def _chain_method(settings: SamplerSettings) -> str:
     """How a batch runs each curve's chains: ``settings.chain_method``, with ``auto`` resolved
-    to ``sequential`` on a CPU (no chain waits for another, and one chain's small arrays keep
-    a core as busy as four vectorised ones) and ``vectorized`` elsewhere.
+    to ``sequential`` on a CPU (no chain waits for another, and on a CPU vectorised chains
+    cost more per useful leapfrog step; docs/performance.md) and ``vectorized`` elsewhere.
 
     Examples
     --------

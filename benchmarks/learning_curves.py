@@ -5,6 +5,8 @@ Run from the repository root::
     python -m benchmarks.learning_curves                  # all 92 curves; 12 also one by one
     python -m benchmarks.learning_curves --one-by-one 92  # every curve one by one with PyMC too
     python -m benchmarks.learning_curves --quick          # 8 curves, 4 chains x 500 draws
+    python -m benchmarks.learning_curves --lockstep 1 --chain-method auto vectorized
+                                                          # both layouts of a curve's chains
 
 Data: the 92 learning curves of Alabdulmohsin et al. (2022)
 (``case_studies/learning_curves_revisiting/data``:
@@ -15,8 +17,10 @@ observation model, 4 chains x 1000 draws.
 Measured:
 
 * :func:`bayescale.batch.fit_batch` on all the curves, for each ``--lockstep`` group size (0: all
-  curves vectorised together; 1: one curve at a time inside the same program), twice: the first
-  call compiles, the second (a refit of same-shaped data) reuses the program;
+  curves vectorised together; 1: one curve at a time inside the same program) and each
+  ``--chain-method`` (``auto``: each curve's chains one after the other on a CPU; ``vectorized``:
+  side by side), twice: the first call compiles, the second (a refit of same-shaped data) reuses
+  the program;
 * a random sample of ``--one-by-one`` curves fitted one by one with ``bayescale.fit``, PyMC's
   default NUTS and PyMC with numpyro's NUTS, and the same sample as one batch: the like-for-like
   speed-up;
@@ -105,6 +109,13 @@ def main(argv=None) -> None:
         default=[0, 1],
         help="lockstep group sizes to time for the whole batch (0: all curves at once)",
     )
+    cli.add_argument(
+        "--chain-method",
+        nargs="*",
+        default=["auto"],
+        choices=["auto", "sequential", "vectorized"],
+        help="how each curve's chains run in the batch (each is timed)",
+    )
     args = parse_args(cli, argv)
     draws = 500 if args.quick else 1000
     frame = curves_frame(8 if args.quick else None, seed=args.seed)
@@ -123,17 +134,19 @@ def main(argv=None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for lockstep in args.lockstep:
-            group = lockstep or len(labels)  # 0: every curve in one lockstep group
-            name = f"lockstep={lockstep or 'all'}"
-            first = fit_batch(
-                frame, "power_law_floor", by="curve", y="loss", lockstep=group, **options
-            )
-            rows.append(batch_summary(f"batch of {len(labels)}, {name} (compiles)", first))
-            again = fit_batch(
-                frame, "power_law_floor", by="curve", y="loss", lockstep=group, **options
-            )
-            rows.append(batch_summary(f"batch of {len(labels)}, {name} (again)", again))
-            batches[name] = (first, again)
+            for chain_method in args.chain_method:
+                group = lockstep or len(labels)  # 0: every curve in one lockstep group
+                name = f"lockstep={lockstep or 'all'}, chain_method={chain_method}"
+                layout = {"lockstep": group, "chain_method": chain_method}
+                first = fit_batch(
+                    frame, "power_law_floor", by="curve", y="loss", **layout, **options
+                )
+                rows.append(batch_summary(f"batch of {len(labels)}, {name} (compiles)", first))
+                again = fit_batch(
+                    frame, "power_law_floor", by="curve", y="loss", **layout, **options
+                )
+                rows.append(batch_summary(f"batch of {len(labels)}, {name} (again)", again))
+                batches[name] = (first, again)
         subset = frame[frame["curve"].isin(sample)]
         same = fit_batch(subset, "power_law_floor", by="curve", y="loss", **options)
         rows.append(batch_summary(f"batch of the {len(sample)} one-by-one curves", same))
