@@ -134,8 +134,8 @@ def main(argv=None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for lockstep in args.lockstep:
+            group = lockstep or len(labels)  # 0: every curve in one lockstep group
             for chain_method in args.chain_method:
-                group = lockstep or len(labels)  # 0: every curve in one lockstep group
                 name = f"lockstep={lockstep or 'all'}, chain_method={chain_method}"
                 layout = {"lockstep": group, "chain_method": chain_method}
                 first = fit_batch(
