@@ -217,16 +217,16 @@ def fit_batch(
         How many curves are sampled together, in lockstep (vectorised): every NUTS iteration of
         such a group lasts as long as its slowest curve's. Groups run one after the other inside
         the same compiled program. ``None`` (default): one curve at a time on a CPU, all the
-        curves at once on a GPU. On 2 CPU cores, 92 learning curves
-        took 70 s one at a time against 162 s all at once (see docs/performance.md).
+        curves at once on a GPU. On 2 CPU cores, 92 learning curves took 70 s one at a time
+        against 162 s all at once (see docs/performance.md).
     chain_method : str
         How each curve's chains run: ``"sequential"`` (one after the other), ``"vectorized"``
         (side by side, every iteration as long as the slowest chain's), or ``"auto"``
         (default): sequential on a CPU, vectorised elsewhere. On 2 CPU cores sequential chains
         refitted the 92 curves of benchmark (c) in 9.3 to 9.9 s against 16.8 to 16.9 s
-        (docs/performance.md).
-        ``"parallel"`` is for single fits: a batch spreads its curves, not its chains, over the
-        devices. Each fit records the method in ``sampler["chain_method_used"]``.
+        (docs/performance.md). ``"parallel"`` is for single fits: a batch spreads its curves,
+        not its chains, over the devices. Each fit records the method in
+        ``sampler["chain_method_used"]``.
 
     Returns
     -------
